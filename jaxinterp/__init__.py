@@ -1,0 +1,8 @@
+"""jaxinterp: faithful and robust explanations in JAX.
+
+Subpackages: ``data`` (embedded TFDS datasets, batching), ``models`` (Flax models behind a
+plain ``apply_fn(params, x)``), ``regularizers`` (training-time penalties), ``training``
+(pure train step, data parallelism, checkpoints).
+"""
+
+__version__ = "0.1.0"

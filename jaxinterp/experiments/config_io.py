@@ -1,0 +1,124 @@
+"""Loading ``configs/*.py``, applying ``--config.field=value`` overrides, saving configs."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+__all__ = ["apply_overrides", "config_to_dict", "load_config", "split_override_args"]
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """Runs ``get_config()`` of the Python file at ``path``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location("jaxinterp_user_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path} defines no get_config()")
+    config = module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise TypeError(f"get_config() in {path} must return an ml_collections.ConfigDict")
+    return config
+
+
+def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Separates ``--config.a.b=v`` / ``--config.a.b v`` overrides from other arguments."""
+    rest, overrides, i = [], [], 0
+    argv = list(argv)
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            if "=" in arg:
+                name, value = arg[len("--config.") :].split("=", 1)
+            elif i + 1 < len(argv):
+                name, value = arg[len("--config.") :], argv[i + 1]
+                i += 1
+            else:
+                raise ValueError(f"{arg} needs a value")
+            overrides.append((name, value))
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in config.items():
+        keys.append(prefix + k)
+        if isinstance(v, ml_collections.ConfigDict):
+            keys.extend(_flat_keys(v, prefix + k + "."))
+    return keys
+
+
+def _parse_value(name: str, text: str, current: Any) -> Any:
+    def literal():
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    if current is None:
+        return None if text.lower() == "none" else literal()
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"--config.{name} expects a bool (true/false), got {text!r}")
+    if isinstance(current, int | float):
+        value = literal()
+        ok = isinstance(value, int) or (isinstance(value, float) and isinstance(current, float))
+        if not ok or isinstance(value, bool):
+            kind = type(current).__name__
+            raise ValueError(f"--config.{name} expects {kind}, got {text!r}")
+        return type(current)(value)
+    if isinstance(current, str):
+        return text
+    if isinstance(current, tuple | list):
+        value = literal()
+        if not isinstance(value, tuple | list):
+            value = (value,)
+        return type(current)(value)
+    if isinstance(current, ml_collections.ConfigDict):
+        value = literal()
+        if not isinstance(value, dict):
+            raise ValueError(f"--config.{name} expects a dict literal, got {text!r}")
+        return ml_collections.ConfigDict(value)
+    raise ValueError(f"--config.{name} has type {type(current).__name__}; set its fields instead")
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, str]]
+) -> ml_collections.ConfigDict:
+    """Sets ``config.a.b = value`` for each ``("a.b", "value")``, parsed by the field's type.
+
+    Unknown fields raise ``ValueError`` with the closest known names; a value that does not
+    parse as the field's type raises ``ValueError``.
+    """
+    known = _flat_keys(config)
+    for name, text in overrides:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown config field --config.{name}{hint}")
+        *parents, leaf = name.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[leaf] = _parse_value(name, text, node[leaf])
+    return config
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """A JSON-serialisable copy of ``config``."""
+    return json.loads(config.to_json_best_effort())

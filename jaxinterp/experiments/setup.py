@@ -1,0 +1,41 @@
+"""Building a run's model and optimizer from its config (shared by train and restore)."""
+
+from __future__ import annotations
+
+import ml_collections
+import optax
+
+from jaxinterp import models, training
+
+__all__ = ["model_from_config", "optimizer_from_config"]
+
+
+def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> models.Model:
+    """The model named by ``config.model`` with the config's activation and kwargs."""
+    return models.get_model(
+        config.model,
+        num_classes=num_classes,
+        activation=config.activation,
+        beta=config.beta,
+        **config.model_kwargs,
+    )
+
+
+def optimizer_from_config(
+    config: ml_collections.ConfigDict,
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """``(tx, schedule)`` from the config's optimizer, schedule and clipping fields."""
+    schedule = training.make_schedule(
+        config.schedule,
+        learning_rate=config.learning_rate,
+        num_steps=config.num_steps,
+        warmup_steps=config.warmup_steps,
+    )
+    tx = training.make_optimizer(
+        config.optimizer,
+        schedule,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        grad_clip_norm=config.grad_clip_norm or None,
+    )
+    return tx, schedule

@@ -1,0 +1,209 @@
+"""The training job behind ``jaxinterp train``: data, model, penalties, loop, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxinterp import data, training
+from jaxinterp.data import batching
+from jaxinterp.experiments.config_io import config_to_dict
+from jaxinterp.experiments.penalties import build_penalty
+from jaxinterp.experiments.setup import model_from_config, optimizer_from_config
+from jaxinterp.training import parallel
+
+__all__ = ["RESUMABLE_FIELDS", "evaluate", "train_and_evaluate"]
+
+# Fields a restarted run may change without invalidating the checkpoints of the workdir.
+RESUMABLE_FIELDS = (
+    "num_steps",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "data_dir",
+    "num_devices",
+    "distributed",
+)
+
+
+def _check_config(c: ml_collections.ConfigDict) -> None:
+    for name in ("batch_size", "eval_batch_size", "num_steps", "log_every", "checkpoint_every"):
+        if not (isinstance(c[name], int) and c[name] > 0):
+            raise ValueError(f"config.{name} must be a positive integer, got {c[name]!r}")
+    if c.eval_every < 0:
+        raise ValueError(f"config.eval_every must be >= 0 (0: only at the end), got {c.eval_every}")
+
+
+def _check_resume(workdir: str, config: dict[str, Any]) -> None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    changed = [
+        k
+        for k in sorted(set(saved) | set(config))
+        if k not in RESUMABLE_FIELDS and saved.get(k) != config.get(k)
+    ]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"workdir {workdir} holds a run with another config ({diffs}); use a new --workdir"
+        )
+
+
+def _local_batch(split: data.Split, indices: np.ndarray) -> dict[str, np.ndarray]:
+    local = batching.local_slice(
+        indices, process_index=jax.process_index(), process_count=jax.process_count()
+    )
+    return {"image": split.images[local], "label": split.labels[local]}
+
+
+def evaluate(eval_step, params, split: data.Split, batch_size: int, mesh) -> dict[str, float]:
+    """Accuracy and mean loss of ``params`` on every example of ``split``."""
+    sums = None
+    for idx, mask in batching.eval_batches(len(split), batch_size):
+        local = _local_batch(split, idx)
+        local["mask"] = batching.local_slice(
+            mask, process_index=jax.process_index(), process_count=jax.process_count()
+        )
+        out = eval_step(params, parallel.shard_batch(local, mesh))
+        sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
+    sums = jax.device_get(sums)
+    return {
+        "accuracy": float(sums["correct"] / sums["count"]),
+        "loss": float(sums["loss"] / sums["count"]),
+    }
+
+
+def _pull(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """Fetches per-step metrics and stops the run at the first non-finite one."""
+    fetched = [(s, jax.device_get(m)) for s, m in pending]
+    for s, m in fetched:
+        bad = [k for k, v in m.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise training.NonFiniteError(f"non-finite {', '.join(bad)} at step {s}")
+    return fetched
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if any.
+
+    Returns:
+      ``{"step": ..., "eval": {"accuracy", "loss"}, "train": {...last logged means}}``.
+
+    Raises:
+      ValueError / TypeError / FileNotFoundError on bad configuration or data;
+      :class:`jaxinterp.training.NonFiniteError` when a loss becomes NaN/Inf (the checkpoints
+      written before stay; the non-finite state is never saved).
+    """
+    _check_config(config)
+    if config.distributed.enabled:
+        d = config.distributed
+        parallel.initialize_distributed(
+            d.coordinator_address or None,
+            d.num_processes or None,
+            None if d.process_id < 0 else d.process_id,
+        )
+    is_main = jax.process_index() == 0
+    mesh = parallel.make_data_mesh(config.num_devices or None)
+    for name in ("batch_size", "eval_batch_size"):
+        if config[name] % mesh.size or config[name] % jax.process_count():
+            raise ValueError(
+                f"config.{name}={config[name]} must be divisible by the "
+                f"{mesh.size} devices and {jax.process_count()} processes"
+            )
+
+    train = data.load_split(config.dataset, "train", data_dir=config.data_dir or None)
+    test = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
+    model = model_from_config(config, train.num_classes)
+    init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    sample = np.asarray(train.images[:1])
+    params = jax.jit(model.init)(init_key, sample)
+    out = jax.eval_shape(model.apply_fn, params, sample)
+    if out.shape != (1, train.num_classes):
+        raise ValueError(
+            f"model {config.model!r} maps input {sample.shape} to {out.shape}, "
+            f"expected (1, {train.num_classes})"
+        )
+
+    tx, schedule = optimizer_from_config(config)
+    penalty = build_penalty(config.penalties, context={"features_fn": model.features_fn})
+    step_fn = training.jit_train_step(
+        training.make_train_step(model.apply_fn, tx, penalty=penalty, schedule=schedule), mesh
+    )
+    eval_fn = training.jit_eval_step(training.make_eval_step(model.apply_fn), mesh)
+
+    os.makedirs(workdir, exist_ok=True)
+    resolved = config_to_dict(config)
+    _check_resume(workdir, resolved)
+    ckpt = training.Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
+    state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
+    start = ckpt.latest_step() or 0
+    if start:
+        state = ckpt.restore(state, start)
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(resolved, f, indent=2)
+    writer = training.MetricsWriter(
+        os.path.join(workdir, "metrics.jsonl"), resume_step=start, enabled=is_main
+    )
+
+    bar = training.progress_bar(config.num_steps, start, enabled=is_main)
+    pending: list[tuple[int, dict]] = []
+    last_train: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for step in range(start, config.num_steps):
+        idx = batching.train_batch_indices(
+            step, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
+        )
+        state, metrics = step_fn(state, parallel.shard_batch(_local_batch(train, idx), mesh))
+        pending.append((step + 1, metrics))
+        done = step + 1
+        bar.update(1)
+        is_log = done % config.log_every == 0 or done == config.num_steps
+        is_ckpt = done % config.checkpoint_every == 0 or done == config.num_steps
+        if is_log or is_ckpt:
+            fetched = _pull(pending)
+            pending = []
+            last_train = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]}
+        if is_log:
+            rate = (done - start) / (time.perf_counter() - t0)
+            writer.write(
+                done, {f"train/{k}": v for k, v in last_train.items()} | {"steps_per_sec": rate}
+            )
+            bar.set_postfix(loss=f"{last_train['loss']:.4f}", acc=f"{last_train['accuracy']:.3f}")
+            if is_main and not sys.stderr.isatty():
+                print(
+                    f"step {done}/{config.num_steps} loss {last_train['loss']:.4f} "
+                    f"acc {last_train['accuracy']:.3f} ({rate:.1f} steps/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if is_ckpt:
+            ckpt.save(done, state)
+        if config.eval_every and done % config.eval_every == 0 and done != config.num_steps:
+            writer.write(
+                done,
+                {
+                    f"eval/{k}": v
+                    for k, v in evaluate(
+                        eval_fn, state.params, test, config.eval_batch_size, mesh
+                    ).items()
+                },
+            )
+    bar.close()
+    final_eval = evaluate(eval_fn, state.params, test, config.eval_batch_size, mesh)
+    writer.write(config.num_steps, {f"eval/{k}": v for k, v in final_eval.items()})
+    ckpt.close()
+    return {"step": config.num_steps, "eval": final_eval, "train": last_train}

@@ -1,0 +1,50 @@
+"""Classifiers for faithful and robust explanations.
+
+All models are exposed through the plain-function boundary ``apply_fn(params, x) -> logits``
+(see :mod:`jaxinterp.models.model`). The built-in Linen architectures use smooth activations
+by default (β-softplus) and never mix examples (no BatchNorm), so per-example input
+gradients and Hessians of a batch are exact.
+"""
+
+from jaxinterp.models.activations import (
+    ACTIVATIONS,
+    check_beta,
+    check_model_config,
+    get_activation,
+    softplus_beta,
+)
+from jaxinterp.models.cnn import LeNet
+from jaxinterp.models.mlp import MLP
+from jaxinterp.models.model import (
+    MODELS,
+    ApplyFn,
+    FeaturesFn,
+    InitFn,
+    Model,
+    Params,
+    from_linen,
+    from_nnx,
+    get_model,
+)
+from jaxinterp.models.resnet import BasicBlock, ResNet18
+
+__all__ = [
+    "ACTIVATIONS",
+    "MODELS",
+    "MLP",
+    "ApplyFn",
+    "BasicBlock",
+    "FeaturesFn",
+    "InitFn",
+    "LeNet",
+    "Model",
+    "Params",
+    "ResNet18",
+    "check_beta",
+    "check_model_config",
+    "from_linen",
+    "from_nnx",
+    "get_activation",
+    "get_model",
+    "softplus_beta",
+]

@@ -1,0 +1,121 @@
+"""Elementwise activations for explanation-friendly models.
+
+Gradient-based explanation regularisers differentiate the model twice or more with respect to
+its input. A ReLU network is piecewise linear, so its input Hessian is zero almost everywhere
+and curvature penalties see nothing. The β-softplus
+
+    softplus_β(x) = log(1 + exp(β x)) / β
+
+is a smooth stand-in: it is infinitely differentiable for every β > 0, and it converges
+uniformly to ReLU as β → ∞, with ``0 <= softplus_β(x) - relu(x) <= log(2) / β``.
+
+References:
+    Dombrowski et al., "Explanations can be manipulated and geometry is to blame",
+    NeurIPS 2019 (β-softplus smoothing of ReLU networks).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+
+import jax
+
+Activation = Callable[[jax.Array], jax.Array]
+
+ACTIVATIONS: tuple[str, ...] = ("relu", "softplus")
+"""Names accepted by :func:`get_activation`."""
+
+
+def check_beta(beta: float) -> float:
+    """Validates a softplus sharpness.
+
+    Args:
+        beta: Sharpness β of the softplus.
+
+    Returns:
+        ``beta`` as a Python float.
+
+    Raises:
+        ValueError: If ``beta`` is not a finite number > 0.
+    """
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    return value
+
+
+def softplus_beta(x: jax.Array, beta: float = 1.0) -> jax.Array:
+    """β-softplus, ``log(1 + exp(β x)) / β``, in a numerically stable form.
+
+    Computed as ``jax.nn.softplus(β x) / β``, which neither overflows for large ``β x`` nor
+    loses precision for very negative ``β x``.
+
+    Args:
+        x: Input of any shape.
+        beta: Sharpness β > 0 (not validated here; see :func:`get_activation`).
+
+    Returns:
+        Array with the same shape and dtype as ``x``.
+    """
+    if beta == 1.0:
+        return jax.nn.softplus(x)
+    return jax.nn.softplus(beta * x) / beta
+
+
+def get_activation(name: str, *, beta: float = 1.0) -> Activation:
+    """Returns the elementwise activation called ``name``.
+
+    Args:
+        name: One of :data:`ACTIVATIONS` (``"relu"`` or ``"softplus"``), case-insensitive.
+        beta: Softplus sharpness β > 0. Validated for every name so that a bad config fails
+            early, but only used by ``"softplus"``.
+
+    Returns:
+        A function mapping an array of any shape to an array of the same shape.
+
+    Raises:
+        ValueError: If ``name`` is unknown (the message lists the known names) or if ``beta``
+            is not a finite number > 0.
+
+    Example:
+        >>> act = get_activation("softplus", beta=10.0)
+        >>> y = act(jnp.linspace(-1.0, 1.0, 5))  # ~relu, but smooth
+    """
+    beta = check_beta(beta)
+    key = name.lower() if isinstance(name, str) else name
+    if key == "relu":
+        return jax.nn.relu
+    if key == "softplus":
+        if beta == 1.0:
+            return jax.nn.softplus
+
+        def softplus(x: jax.Array) -> jax.Array:
+            return jax.nn.softplus(beta * x) / beta
+
+        return softplus
+    raise ValueError(f"Unknown activation {name!r}; known activations: {', '.join(ACTIVATIONS)}")
+
+
+def check_model_config(num_classes: int, activation: str, beta: float) -> None:
+    """Validates the arguments shared by every classifier in :mod:`jaxinterp.models`.
+
+    Args:
+        num_classes: Number of output logits; must be an integer >= 2.
+        activation: Activation name, see :func:`get_activation`.
+        beta: Softplus sharpness, see :func:`check_beta`.
+
+    Raises:
+        ValueError: If any argument is invalid.
+    """
+    try:
+        n = operator.index(num_classes)
+    except TypeError:
+        n = None
+    if n is None or isinstance(num_classes, bool) or n < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    get_activation(activation, beta=beta)

@@ -1,0 +1,106 @@
+"""LeNet-style convolutional classifier.
+
+This is the small CNN used for CIFAR-10 by Joo et al. (AAAI 2023): two blocks of two 3x3
+convolutions followed by 2x2 max-pooling, then one hidden dense layer. Max-pooling is piecewise
+selection, hence differentiable almost everywhere; with the default ``softplus`` activation all
+other operations are smooth. Everything is per-example, so examples in a batch never interact.
+
+References:
+    Joo et al., "Towards More Robust Interpretation via Local Gradient Alignment",
+    AAAI 2023.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from jaxinterp.models.activations import check_model_config, get_activation
+
+
+def _max_pool(x: jax.Array) -> jax.Array:
+    """2x2 max-pooling with stride 2 and 'SAME' padding.
+
+    'SAME' padding keeps odd spatial sizes usable (e.g. 4 -> 2 -> 1 on 8x8 digits and
+    7 -> 4 on 28x28 inputs after one pool).
+
+    Args:
+        x: Activations of shape ``[B, H, W, C]``.
+
+    Returns:
+        Array of shape ``[B, ceil(H / 2), ceil(W / 2), C]``.
+    """
+    return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="SAME")
+
+
+class LeNet(nn.Module):
+    """LeNet-style CNN of Joo et al. (AAAI 2023).
+
+    Architecture (all convolutions 3x3, stride 1, 'SAME' padding)::
+
+        conv(32) -> act -> conv(32) -> act -> maxpool 2
+        -> conv(64) -> act -> conv(64) -> act -> maxpool 2
+        -> flatten -> dense(256) -> act -> dense(num_classes)
+
+    Recorded intermediates (``self.sow("intermediates", ...)``), for an input
+    ``[B, H, W, C]`` with ``H2 = ceil(H / 2)`` and ``H4 = ceil(H2 / 2)``:
+
+    * ``"conv1"``, ``"conv2"``: ``[B, H, W, 32]``
+    * ``"conv3"``, ``"conv4"``: ``[B, H2, W2, 64]``
+    * ``"fc1"``: ``[B, 256]``
+
+    Works on 8x8x1 (digits, 2x2 after pooling), 28x28, 32x32x1 and 32x32x3 inputs. Note that
+    the first dense layer's width depends on the input's spatial size, so parameters initialised
+    for one input size only fit that size.
+
+    Attributes:
+        num_classes: Number of output logits (>= 2).
+        activation: ``"relu"`` or ``"softplus"``.
+        beta: Softplus sharpness β > 0.
+        channels: Output channels of the four convolutions.
+        hidden: Width of the hidden dense layer.
+
+    References:
+        Joo et al., "Towards More Robust Interpretation via Local Gradient Alignment",
+        AAAI 2023.
+    """
+
+    num_classes: int
+    activation: str = "softplus"
+    beta: float = 1.0
+    channels: Sequence[int] = (32, 32, 64, 64)
+    hidden: int = 256
+
+    def __post_init__(self) -> None:
+        check_model_config(self.num_classes, self.activation, self.beta)
+        if len(self.channels) != 4 or any(int(c) < 1 for c in self.channels):
+            raise ValueError(f"channels must be 4 positive ints, got {tuple(self.channels)}")
+        if int(self.hidden) < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Computes logits.
+
+        Args:
+            x: Images of shape ``[B, H, W, C]``, float32.
+
+        Returns:
+            Logits of shape ``[B, num_classes]``.
+        """
+        if x.ndim != 4:
+            raise ValueError(f"LeNet expects inputs of shape [B, H, W, C], got {x.shape}")
+        act = get_activation(self.activation, beta=self.beta)
+        h = x
+        for i, ch in enumerate(self.channels, start=1):
+            h = act(nn.Conv(int(ch), kernel_size=(3, 3), padding="SAME")(h))
+            self.sow("intermediates", f"conv{i}", h)
+            if i % 2 == 0:
+                h = _max_pool(h)
+        h = h.reshape((h.shape[0], -1))
+        h = act(nn.Dense(int(self.hidden))(h))
+        self.sow("intermediates", "fc1", h)
+        return nn.Dense(self.num_classes)(h)

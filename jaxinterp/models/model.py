@@ -1,0 +1,213 @@
+"""The model boundary: plain ``apply_fn(params, x) -> logits`` functions, and adapters to them.
+
+Everything downstream (regularisers, attributions, attacks, training) only sees
+
+* ``apply_fn(params, x) -> logits`` with ``x: [B, H, W, C]`` float32 and logits
+  ``[B, num_classes]``, pure and jittable, and
+* optionally ``features_fn(params, x) -> {layer_name: [B, ...]}`` for hidden activations.
+
+``params`` is any pytree of float arrays, so ``jax.grad``, ``jax.jvp`` and optax work on it
+directly. Three ways to get such a pair:
+
+1. Linen: :func:`from_linen` (or :func:`get_model` for the built-in zoo) wraps a module into a
+   :class:`Model`.
+2. NNX: :func:`from_nnx` splits a module into a graph definition and its ``nnx.Param`` state.
+3. Plain JAX: any function of a params pytree already is an ``apply_fn``::
+
+       def apply_fn(params, x):
+           return x.reshape(len(x), -1) @ params["w"] + params["b"]
+
+       params = {"w": jnp.zeros((8 * 8 * 1, 10)), "b": jnp.zeros((10,))}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+from flax import nnx
+
+from jaxinterp.models.activations import check_model_config
+from jaxinterp.models.cnn import LeNet
+from jaxinterp.models.mlp import MLP
+from jaxinterp.models.resnet import ResNet18
+
+Params = Any
+"""A pytree of arrays (nested dicts for Linen, ``nnx.State`` for NNX, anything for plain JAX)."""
+ApplyFn = Callable[[Params, jax.Array], jax.Array]
+FeaturesFn = Callable[[Params, jax.Array], dict[str, jax.Array]]
+InitFn = Callable[[jax.Array, jax.Array], Params]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A classifier as a bundle of pure functions.
+
+    Attributes:
+        init: ``init(key, sample_x) -> params``; ``sample_x`` is ``[B, H, W, C]`` (any ``B``,
+            only its shape matters). Jittable.
+        apply_fn: ``apply_fn(params, x) -> logits``, ``[B, H, W, C] -> [B, num_classes]``.
+        features_fn: ``features_fn(params, x) -> {name: activation}``, each value batched
+            along axis 0 (``[B, ...]``), holding a layer's post-activation output.
+        name: Human-readable model name (e.g. ``"resnet18"``).
+    """
+
+    init: InitFn
+    apply_fn: ApplyFn
+    features_fn: FeaturesFn
+    name: str
+
+
+def _flatten_intermediates(tree: Mapping[str, Any], prefix: str = "") -> dict[str, jax.Array]:
+    """Turns a Linen ``intermediates`` collection into ``{name: array}``.
+
+    ``sow`` stores a tuple per name (one entry per call). Single entries are unwrapped; a layer
+    sown ``n > 1`` times yields ``name/0`` ... ``name/{n-1}``. Nested submodule scopes are
+    joined with ``/``.
+    """
+    out: dict[str, jax.Array] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten_intermediates(value, prefix=f"{name}/"))
+        elif isinstance(value, tuple):
+            if len(value) == 1:
+                out[name] = value[0]
+            else:
+                out.update({f"{name}/{i}": v for i, v in enumerate(value)})
+        else:
+            out[name] = value
+    return out
+
+
+def from_linen(module: nn.Module, name: str | None = None) -> Model:
+    """Wraps a Linen module into a :class:`Model`.
+
+    The module must map ``[B, ...]`` inputs to ``[B, num_classes]`` logits without mutable
+    collections other than ``"intermediates"`` (so no BatchNorm statistics) and without RNGs
+    at apply time (no active dropout).
+
+    Args:
+        module: An unbound Linen module, e.g. ``MLP(num_classes=10)``.
+        name: Model name; defaults to the lower-cased class name.
+
+    Returns:
+        A :class:`Model` whose params are ``variables["params"]``, whose ``apply_fn`` is
+        ``module.apply({"params": p}, x)`` and whose ``features_fn`` returns the values the
+        module recorded with ``self.sow("intermediates", ...)``.
+
+    Example:
+        >>> model = from_linen(MLP(num_classes=10, hidden=(64,)))
+        >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+        >>> model.apply_fn(params, x).shape  # (B, 10)
+    """
+
+    def init(key: jax.Array, sample_x: jax.Array) -> Params:
+        return module.init(key, sample_x)["params"]
+
+    def apply_fn(params: Params, x: jax.Array) -> jax.Array:
+        return module.apply({"params": params}, x)
+
+    def features_fn(params: Params, x: jax.Array) -> dict[str, jax.Array]:
+        _, state = module.apply({"params": params}, x, mutable=["intermediates"])
+        return _flatten_intermediates(state.get("intermediates", {}))
+
+    return Model(
+        init=init,
+        apply_fn=apply_fn,
+        features_fn=features_fn,
+        name=name if name is not None else type(module).__name__.lower(),
+    )
+
+
+def from_nnx(module: nnx.Module) -> tuple[ApplyFn, Params]:
+    """Splits an NNX module into a pure ``apply_fn`` and its trainable parameters.
+
+    The module is split into its graph definition, its ``nnx.Param`` variables (returned as
+    ``params``, an ``nnx.State`` pytree of float arrays usable with ``jax.grad`` and optax) and
+    all other state (RNG keys and counters, batch statistics, ...), which is frozen into
+    ``apply_fn`` as constants. Splitting off the non-``Param`` state matters: RNG keys and
+    integer counters are not differentiable, so ``jax.grad`` over the full state would fail.
+    Because that state is frozen, call ``module.eval()`` first if it has dropout.
+
+    Args:
+        module: An NNX module mapping ``[B, ...]`` inputs to ``[B, num_classes]`` logits.
+
+    Returns:
+        ``(apply_fn, params)`` with ``apply_fn(params, x) = nnx.merge(graphdef, params,
+        rest)(x)``. Later updates to ``module`` itself are not seen by ``apply_fn``.
+
+    Example:
+        >>> net = nnx.Linear(64, 10, rngs=nnx.Rngs(0))
+        >>> apply_fn, params = from_nnx(net)
+        >>> grads = jax.grad(lambda p: apply_fn(p, x).sum())(params)
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def apply_fn(params: Params, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, params, rest)(x)
+
+    return apply_fn, params
+
+
+_REGISTRY: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
+    "mlp": (MLP, ("hidden",)),
+    "cnn": (LeNet, ("channels", "hidden")),
+    "resnet18": (ResNet18, ("width", "num_groups")),
+}
+_ALIASES: dict[str, str] = {"lenet": "cnn"}
+
+MODELS: tuple[str, ...] = tuple(_REGISTRY)
+"""Canonical names accepted by :func:`get_model` (``"lenet"`` is an alias of ``"cnn"``)."""
+
+
+def get_model(
+    name: str,
+    *,
+    num_classes: int,
+    activation: str = "softplus",
+    beta: float = 1.0,
+    **kwargs: Any,
+) -> Model:
+    """Builds a model from the zoo.
+
+    Args:
+        name: One of :data:`MODELS` (``"mlp"``, ``"cnn"``, ``"resnet18"``) or the alias
+            ``"lenet"``; case-insensitive.
+        num_classes: Number of logits (>= 2).
+        activation: ``"relu"`` or ``"softplus"``.
+        beta: Softplus sharpness β > 0.
+        **kwargs: Architecture options: ``hidden`` for ``"mlp"``; ``channels``, ``hidden`` for
+            ``"cnn"``; ``width``, ``num_groups`` for ``"resnet18"``.
+
+    Returns:
+        A :class:`Model` named by the canonical model name.
+
+    Raises:
+        ValueError: Unknown model name (lists known names), invalid ``num_classes``,
+            ``activation`` or ``beta``.
+        TypeError: Keyword arguments the chosen model does not accept (names them).
+
+    Example:
+        >>> model = get_model("resnet18", num_classes=10, activation="softplus", beta=10.0)
+        >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+        >>> logits = model.apply_fn(params, x)  # [B, 10]
+    """
+    key = name.lower() if isinstance(name, str) else name
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        known = ", ".join((*MODELS, *_ALIASES))
+        raise ValueError(f"Unknown model {name!r}; known models: {known}")
+    module_cls, allowed = _REGISTRY[key]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"get_model({key!r}) got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(allowed)}"
+        )
+    check_model_config(num_classes, activation, beta)
+    module = module_cls(num_classes=num_classes, activation=activation, beta=beta, **kwargs)
+    return from_linen(module, name=key)

@@ -1,0 +1,123 @@
+"""`jaxinterp train` end to end on the embedded data, and its one-line errors."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxinterp import cli, data
+from jaxinterp.experiments import load_trained
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "digits_standard.py")
+
+
+def _train(tmp_path, data_dir, *overrides, name="run"):
+    workdir = str(tmp_path / name)
+    argv = ["train", "--config", CONFIG, "--workdir", workdir, f"--config.data_dir={data_dir}"]
+    return cli.main([*argv, *overrides]), workdir
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1] if err else ""
+
+
+def test_train_writes_checkpoints_metrics_and_config(tmp_path, data_dir, capsys):
+    status, workdir = _train(
+        tmp_path, data_dir, "--config.num_steps=30", "--config.log_every=10",
+        "--config.checkpoint_every=10", "--config.keep_checkpoints=2",
+    )  # fmt: skip
+    assert status == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 30 and 0.0 <= result["eval/accuracy"] <= 1.0
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["num_steps"] == 30 and saved["dataset"] == "digits"
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if "train/loss" in r] == [10, 20, 30]
+    assert any("eval/accuracy" in r for r in records)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["20", "30"]  # keep-2
+    trained = load_trained(workdir)
+    assert trained.step == 30
+    x = data.load_split("digits", "test", data_dir=data_dir).images[:4]
+    assert trained.model.apply_fn(trained.params, x).shape == (4, 10)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--config.num_stepz=3"], "unknown config field --config.num_stepz; did you mean num_steps"),
+        (["--config.num_steps=abc"], "--config.num_steps expects int, got 'abc'"),
+        (["--config.dataset=nosuchset"], "Unknown dataset name='nosuchset'"),
+        (["--config.model=transformer"], "Unknown model 'transformer'"),
+        (["--config.activation=tanh"], "Unknown activation 'tanh'"),
+        (["--config.batch_size=130"], "batch_size=130 must be divisible by the 4 devices"),
+        (["--config.batch_size=4096"], "batch_size=4096 is larger than the training set"),
+        (["--config.penalties.foo=1"], "unknown config field --config.penalties.foo"),
+        (["--config.optimizer=adagradx"], "unknown optimizer 'adagradx'"),
+        (["--config.num_steps=0"], "config.num_steps must be a positive integer"),
+        (["--config.model_kwargs={'depth': 3}"], "unexpected keyword argument(s) depth"),
+        (["--config.model_kwargs=3"], "--config.model_kwargs expects a dict literal"),
+    ],
+)
+def test_bad_config_ends_with_one_line(tmp_path, data_dir, capsys, overrides, message):
+    status, _ = _train(tmp_path, data_dir, "--config.num_steps=2", *overrides)
+    assert status == 2
+    line = _error_line(capsys)
+    assert line.startswith("jaxinterp: error: ") and message in line, line
+
+
+def test_wrong_model_output_shape_is_reported(tmp_path, data_dir, capsys, monkeypatch):
+    from jaxinterp.experiments import setup
+
+    real = setup.model_from_config
+    monkeypatch.setattr(
+        "jaxinterp.experiments.train.model_from_config", lambda c, k: real(c, k + 1)
+    )
+    status, _ = _train(tmp_path, data_dir, "--config.num_steps=2")
+    assert status == 2
+    assert "maps input (1, 8, 8, 1) to (1, 11), expected (1, 10)" in _error_line(capsys)
+
+
+def test_missing_config_file_and_registry_dataset(tmp_path, data_dir, capsys):
+    assert cli.main(["train", "--config", "nope.py", "--workdir", str(tmp_path)]) == 2
+    assert "config file not found: nope.py" in _error_line(capsys)
+    status, _ = _train(tmp_path, str(tmp_path / "empty"), "--config.dataset=mnist")
+    assert status == 2
+    assert "jaxinterp prepare --dataset mnist" in _error_line(capsys)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, data_dir, capsys):
+    assert _train(tmp_path, data_dir, "--config.num_steps=2")[0] == 0
+    status, _ = _train(tmp_path, data_dir, "--config.num_steps=2", "--config.learning_rate=0.5")
+    assert status == 2
+    assert "holds a run with another config (learning_rate: 0.001 -> 0.5)" in _error_line(capsys)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir, capsys, monkeypatch):
+    status, workdir = _train(
+        tmp_path, data_dir, "--config.num_steps=10", "--config.checkpoint_every=5"
+    )
+    assert status == 0
+    good = jax.device_get(load_trained(workdir).params)
+
+    real_load = data.load_split
+
+    def poisoned(name, split="train", **kw):
+        s = real_load(name, split, **kw)
+        images = np.array(s.images)
+        images[::7] = np.nan  # every batch now holds a NaN image
+        return data.Split(s.name, s.split, images, s.labels, s.num_classes, s.extras)
+
+    monkeypatch.setattr("jaxinterp.data.load_split", poisoned)
+    capsys.readouterr()
+    status, _ = _train(tmp_path, data_dir, "--config.num_steps=20", "--config.checkpoint_every=5")
+    assert status == 1
+    line = _error_line(capsys)
+    assert "non-finite" in line and "at step 11" in line and "last good checkpoint" in line
+    trained = load_trained(workdir)
+    assert trained.step == 10
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(trained.params), good)
