@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from jaxinterp.data.builders import Digits, DigitsCanvas
 
@@ -169,6 +170,9 @@ def prepare(name: str, *, data_dir: str | None = None) -> None:
             return
         # Embedded datasets download nothing: keep TFDS's empty downloads/ out of data_dir.
         downloads = tempfile.TemporaryDirectory() if name in EMBEDDED else None
+        # The embedded datasets take a second to generate: no TFDS progress bars for them.
+        bars = tqdm_utils._active
+        tqdm_utils.display_progress_bar(bars and name not in EMBEDDED)
         try:
             builder.download_and_prepare(
                 file_format=_FORMAT, download_dir=downloads.name if downloads else None
@@ -184,6 +188,7 @@ def prepare(name: str, *, data_dir: str | None = None) -> None:
             if not get_builder(name, data_dir=data_dir).is_prepared():
                 raise
         finally:
+            tqdm_utils.display_progress_bar(bars)
             if downloads:
                 downloads.cleanup()
 

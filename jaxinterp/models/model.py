@@ -14,10 +14,12 @@ directly. Three ways to get such a pair:
 2. NNX: :func:`from_nnx` splits a module into a graph definition and its ``nnx.Param`` state.
 3. Plain JAX: any function of a params pytree already is an ``apply_fn``::
 
-       def apply_fn(params, x):
-           return x.reshape(len(x), -1) @ params["w"] + params["b"]
+       def apply_fn(params, x):  # [B, H, W, C] -> [B, num_classes]
+           return x.reshape(len(x), -1) @ params["w"] + params["b"][None, :]
 
        params = {"w": jnp.zeros((8 * 8 * 1, 10)), "b": jnp.zeros((10,))}
+
+   (``[None, :]`` keeps it valid under ``jax_numpy_rank_promotion="raise"``.)
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ import jax
 
 from jaxinterp.models.activations import check_model_config, get_activation
 
+# (channel multiplier, stride of the first block) for the four stages.
+_STAGES = ((1, 1), (2, 2), (4, 2), (8, 2))
+
 
 def _group_norm(channels: int, num_groups: int, name: str) -> nn.GroupNorm:
     """GroupNorm whose group count divides ``channels``.
@@ -132,7 +135,7 @@ class ResNet18(nn.Module):
         h = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
         h = act(_group_norm(width, groups, "stem_norm")(h))
         self.sow("intermediates", "stem", h)
-        for stage, (mult, stride) in enumerate(zip((1, 2, 4, 8), (1, 2, 2, 2)), start=1):
+        for stage, (mult, stride) in enumerate(_STAGES, start=1):
             for j in range(2):
                 h = BasicBlock(
                     channels=width * mult,
