@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -65,13 +66,14 @@ class BasicBlock(nn.Module):
             Activations of shape ``[B, ceil(H / s), ceil(W / s), channels]``.
         """
         s = (self.strides, self.strides)
-        y = nn.Conv(self.channels, (3, 3), strides=s, padding="SAME", use_bias=False)(x)
+        conv = functools.partial(nn.Conv, self.channels, use_bias=False)
+        y = conv((3, 3), strides=s, padding="SAME", name="conv1")(x)
         y = self.act(_group_norm(self.channels, self.num_groups, "norm1")(y))
-        y = nn.Conv(self.channels, (3, 3), padding="SAME", use_bias=False)(y)
+        y = conv((3, 3), padding="SAME", name="conv2")(y)
         y = _group_norm(self.channels, self.num_groups, "norm2")(y)
         shortcut = x
         if self.strides != 1 or x.shape[-1] != self.channels:
-            shortcut = nn.Conv(self.channels, (1, 1), strides=s, use_bias=False)(x)
+            shortcut = conv((1, 1), strides=s, name="conv_shortcut")(x)
             shortcut = _group_norm(self.channels, self.num_groups, "norm_shortcut")(shortcut)
         return self.act(y + shortcut)
 
