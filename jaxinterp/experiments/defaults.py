@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-__all__ = ["base_config"]
+__all__ = ["base_config", "standard_config"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.weight_decay = 0.0
     c.momentum = 0.9
     c.grad_clip_norm = 0.0  # 0: no clipping
+    c.ce_weight = 1.0  # weight of the clean cross-entropy (0: train on the penalties alone)
     # Penalties: name -> dict(weight=..., **hyperparameters); empty trains on cross-entropy.
     c.penalties = ml_collections.ConfigDict()
     # Logging and checkpoints.
@@ -48,4 +49,30 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.coordinator_address = ""  # "" -> auto-detect (TPU, Slurm, ...)
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
+    return c
+
+
+def standard_config(dataset: str) -> ml_collections.ConfigDict:
+    """Standard (cross-entropy only) training on ``digits``, ``mnist`` or ``cifar10``.
+
+    ``cifar10`` follows the CIFAR-10 LeNet reference of Joo et al. (AAAI 2023): Softplus
+    (β = 3), Adam 1e-3, weight decay 4e-5, batch 128, gradient clipping at norm 0.5.
+    """
+    c = base_config()
+    c.dataset = dataset
+    if dataset == "digits":
+        return c
+    c.log_every = 100
+    if dataset == "mnist":
+        c.num_steps = 5_000  # ~10 epochs at batch 128
+        c.checkpoint_every = 1_000
+        c.eval_every = 1_000
+    elif dataset == "cifar10":
+        c.weight_decay = 4e-5
+        c.grad_clip_norm = 0.5
+        c.num_steps = 39_100  # 100 epochs of 391 steps
+        c.checkpoint_every = 2_000
+        c.eval_every = 3_910
+    else:
+        raise ValueError(f"no standard config for dataset {dataset!r}")
     return c

@@ -17,7 +17,15 @@ from jaxinterp import regularizers
 __all__ = ["FACTORIES", "build_penalty"]
 
 # name -> factory(**hyperparameters) -> penalty(apply_fn, params, x, y, *, key).
-FACTORIES: dict[str, Callable[..., Any]] = {}
+FACTORIES: dict[str, Callable[..., Any]] = {
+    "input_gradient_norm": regularizers.input_gradient_norm,
+    "hessian_norm": regularizers.hessian_norm,
+    "gradient_alignment": regularizers.gradient_alignment,
+    "activation_sensitivity": regularizers.activation_sensitivity,
+    "curvature": regularizers.curvature,
+    "adversarial_training": regularizers.adversarial_training,
+    "trades": regularizers.trades,
+}
 
 
 def build_penalty(
@@ -45,5 +53,9 @@ def build_penalty(
         code = factory.__code__
         wanted = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
         extra = {k: v for k, v in context.items() if k in wanted and k not in spec}
-        named[name] = (float(weight), factory(**spec, **extra))
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+        try:
+            named[name] = (float(weight), factory(**spec, **extra))
+        except TypeError as e:  # an unknown hyperparameter
+            raise ValueError(f"config.penalties.{name}: {e}") from None
     return regularizers.combine(**named) if named else None

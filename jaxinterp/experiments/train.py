@@ -138,7 +138,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tx, schedule = optimizer_from_config(config)
     penalty = build_penalty(config.penalties, context={"features_fn": model.features_fn})
     step_fn = training.jit_train_step(
-        training.make_train_step(model.apply_fn, tx, penalty=penalty, schedule=schedule), mesh
+        training.make_train_step(
+            model.apply_fn, tx, penalty=penalty, schedule=schedule, ce_weight=config.ce_weight
+        ),
+        mesh,
     )
     eval_fn = training.jit_eval_step(training.make_eval_step(model.apply_fn), mesh)
 

@@ -6,6 +6,8 @@ w.r.t. params, jittable and batch-local; ``impl="fast"`` uses the identities of 
 and ``impl="autodiff"`` the plain composition they are tested against.
 """
 
+from jaxinterp.regularizers._activation_sensitivity import activation_sensitivity
+from jaxinterp.regularizers._adversarial import adversarial_training, trades
 from jaxinterp.regularizers._combine import Penalty, combine
 from jaxinterp.regularizers._gradient_penalties import (
     curvature,
@@ -19,6 +21,8 @@ __all__ = [
     "IMPLS",
     "SCORES",
     "Penalty",
+    "activation_sensitivity",
+    "adversarial_training",
     "combine",
     "curvature",
     "gradient_alignment",
@@ -26,4 +30,5 @@ __all__ = [
     "input_gradient",
     "input_gradient_norm",
     "per_example_score",
+    "trades",
 ]

@@ -67,7 +67,7 @@ def activation_sensitivity(
     estimator: str = "jvp",
     num_probes: int = 1,
     normalize: bool = False,
-    fd_step: float = 1e-2,
+    fd_step: float = 1e-3,
     impl: str = "fast",
 ) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
     r"""Builds the activation-sensitivity penalty of Moshe et al. (2024).
@@ -90,9 +90,13 @@ def activation_sensitivity(
     * ``"random_neuron"``: ``‖J‖²_F = n_l · E_u ‖Jᵀ u‖²``, ``u`` a uniformly random one-hot
       neuron of layer ``l``, drawn per example, probe and layer.
     * ``"finite_difference"``: ``‖a_l(x + h v) − a_l(x)‖² / h²`` with the same ``v`` as
-      ``"jvp"`` (same key, same probes) and ``h = fd_step``. Its bias is ``O(h²)`` (the
-      ``O(h)`` term has zero mean over Gaussian ``v``); since ``‖h v‖ ≈ h·√dim(x)``, the
-      default ``1e-2`` keeps float32 round-off in the difference small on image-sized inputs.
+      ``"jvp"`` (same key, same probes) and ``h = fd_step``, so each pixel moves by ``~h``.
+      Its bias is ``O(h²)`` (the ``O(h)`` term has zero mean over Gaussian ``v``); float32
+      round-off in the difference grows like ``eps/h``. The default ``1e-3`` measured ~1e-4
+      relative error in the value and ~1e-3 in the params-gradient on smooth 28×28 MLPs in
+      float32. Where a branch can switch between ``x`` and ``x + h v`` (max-pooling, ReLU),
+      the difference follows the other branch and the params-gradient departs from the
+      analytic one by several percent at any float32-usable ``h``; prefer ``"jvp"`` there.
 
     Implementations (same key → same probes → same value and gradient, up to round-off):
 

@@ -111,14 +111,14 @@ def penalize_input_gradients(
     gs = dict(known)
     if todo:
         batch = jnp.concatenate([xs[i] for i in todo])
-        grads = input_gradient(apply_fn, frozen, batch, jnp.tile(y, len(todo)), score)
+        grads = input_gradient(apply_fn, frozen, batch, jnp.concatenate([y] * len(todo)), score)
         gs.update(zip(todo, jnp.split(grads, len(todo)), strict=True))
     gs = [jax.lax.stop_gradient(gs[i]) for i in range(n)]
     (value, diags), dirs = jax.value_and_grad(functional, argnums=tuple(range(n)), has_aux=True)(
         *gs
     )
     surrogate = jax.jvp(
-        summed_score(apply_fn, params, jnp.tile(y, n), score),
+        summed_score(apply_fn, params, jnp.concatenate([y] * n), score),
         (jnp.concatenate(xs),),
         (jax.lax.stop_gradient(jnp.concatenate(dirs)),),
     )[1]

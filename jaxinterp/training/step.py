@@ -1,6 +1,6 @@
 """The pure train and eval steps.
 
-``loss = mean_b CE(f(x_b), y_b) + combine(...)(apply_fn, params, x, y, key=k_s)`` with
+``loss = w_ce · mean_b CE(f(x_b), y_b) + combine(...)(apply_fn, params, x, y, key=k_s)`` with
 ``k_s = fold_in(state.key, state.step)``. Steps are pure functions of ``(state, batch)``;
 :func:`jit_train_step` compiles one with the state donated and its shardings fixed, so it
 compiles once and runs unchanged on one device, N devices or N processes.
@@ -35,6 +35,7 @@ def make_train_step(
     *,
     penalty: Callable[..., tuple[jax.Array, dict[str, jax.Array]]] | None = None,
     schedule: optax.Schedule | None = None,
+    ce_weight: float = 1.0,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """Builds ``train_step(state, batch) -> (state, metrics)``.
 
@@ -44,6 +45,7 @@ def make_train_step(
       penalty: ``(apply_fn, params, x, y, *, key) -> (total, terms)``, e.g. from
         :func:`jaxinterp.regularizers.combine`; ``None`` trains on cross-entropy alone.
       schedule: if given, its value at the step is reported as ``lr``.
+      ce_weight: weight of the clean cross-entropy (0 for pure adversarial training).
 
     Returns:
       A pure step; ``batch`` holds ``image [B, ...]`` and ``label [B]``. ``metrics`` holds
@@ -60,7 +62,7 @@ def make_train_step(
         else:
             reg, terms = penalty(apply_fn, params, x, y, key=key)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-        return ce + reg, {"ce": ce, "penalty": reg, "accuracy": accuracy, **terms}
+        return ce_weight * ce + reg, {"ce": ce, "penalty": reg, "accuracy": accuracy, **terms}
 
     def train_step(state: TrainState, batch: Batch):
         key = jax.random.fold_in(state.key, state.step)

@@ -1,0 +1,37 @@
+"""Label attacks: adversarial examples that change a classifier's prediction.
+
+Factories in the optax style close over the hyperparameters and return a pure, batched,
+jittable ``attack(apply_fn, params, x, y, *, key=None) -> x_adv``:
+
+* :func:`pgd`: projected gradient ascent in an L∞ or L2 ball (Madry et al. 2018), with an
+  optional uniform random start.
+* :func:`fgsm`: one full-size signed (L∞) or normalised (L2) gradient step
+  (Goodfellow et al. 2015).
+
+Both ascend a per-example loss, :func:`ce_loss` or :func:`margin_loss`, untargeted (away from
+the true labels ``y``) or targeted (toward target labels passed as ``y``). The model is held
+fixed (``stop_gradient`` on ``params``) and ``x_adv`` carries no gradient, so adversarial
+training differentiates only through the model evaluated at ``x_adv``.
+
+Example::
+
+    from jaxinterp import attacks
+
+    attack = attacks.pgd(epsilon=0.1, num_steps=10, norm="linf")
+    x_adv = jax.jit(attack, static_argnums=0)(apply_fn, params, x, y, key=key)
+"""
+
+from jaxinterp.attacks._losses import LOSSES, LossFn, ce_loss, get_loss, margin_loss
+from jaxinterp.attacks._pgd import NORMS, Attack, fgsm, pgd
+
+__all__ = [
+    "LOSSES",
+    "NORMS",
+    "Attack",
+    "LossFn",
+    "ce_loss",
+    "fgsm",
+    "get_loss",
+    "margin_loss",
+    "pgd",
+]
