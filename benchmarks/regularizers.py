@@ -81,7 +81,8 @@ def main(argv=None):
     for b in args.batch_sizes.split(","):
         rows += bench(args.model, int(b), shape, names, args.repeats)
     print(
-        "| model | batch | penalty | impl | step ms (median) | ratio to plain | compile s | temp MiB |"
+        "| model | batch | penalty | impl | step ms (median) | ratio to plain "
+        "| compile s | temp MiB |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
