@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxinterp.models.activations import check_model_config, get_activation
 
@@ -24,7 +25,11 @@ def _max_pool(x: jax.Array) -> jax.Array:
     """2x2 max-pooling with stride 2 and 'SAME' padding.
 
     'SAME' padding keeps odd spatial sizes usable (e.g. 4 -> 2 -> 1 on 8x8 digits and
-    7 -> 4 on 28x28 inputs after one pool).
+    7 -> 4 on 28x28 inputs after one pool). Written as a reshape and a ``max`` over the
+    window axes rather than ``reduce_window``: the same values, but its reverse pass is an
+    elementwise mask instead of XLA's ``select_and_scatter`` (about 10x faster on CPU) and
+    its forward-mode derivative avoids ``select_and_gather``, which matters for the
+    higher-order penalties. At exact ties the derivative is shared among the tied inputs.
 
     Args:
         x: Activations of shape ``[B, H, W, C]``.
@@ -32,7 +37,10 @@ def _max_pool(x: jax.Array) -> jax.Array:
     Returns:
         Array of shape ``[B, ceil(H / 2), ceil(W / 2), C]``.
     """
-    return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="SAME")
+    b, h, w, c = x.shape
+    if h % 2 or w % 2:
+        x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+    return x.reshape(b, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
 
 
 class LeNet(nn.Module):

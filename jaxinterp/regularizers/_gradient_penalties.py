@@ -128,8 +128,9 @@ def gradient_alignment(
         else:
             delta = jax.random.normal(key, x.shape, x.dtype) * eps
         return penalize_input_gradients(
-            functional, apply_fn, params, [x, x + delta], y, score, impl
-        )
+            functional, apply_fn, params, [x, x + delta], y, score, impl,
+            detached=(0,) if detach_source else (),
+        )  # fmt: skip
 
     return penalty
 

@@ -84,6 +84,7 @@ def penalize_input_gradients(
     score: str,
     impl: str,
     known: dict[int, jax.Array] | None = None,
+    detached: tuple[int, ...] = (),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``F(g_0, ..., g_n)`` of the input gradients ``g_i = ∇ₓ s(x_i)``, differentiable in params.
 
@@ -100,6 +101,8 @@ def penalize_input_gradients(
       functional: ``F(*gs) -> (scalar, diagnostics)``, on gradients shaped like ``x``.
       xs: the points, each ``[B, ...]`` (e.g. ``[x, x + δ]``).
       known: gradients already computed with params stop-gradiented, by index (fast only).
+      detached: indices of points whose gradient ``F`` stop-gradients (``∂F/∂g_i = 0``): the
+        fast path leaves them out of the jvp instead of pushing a zero tangent through.
     """
     n = len(xs)
     if impl == "autodiff":
@@ -117,9 +120,10 @@ def penalize_input_gradients(
     (value, diags), dirs = jax.value_and_grad(functional, argnums=tuple(range(n)), has_aux=True)(
         *gs
     )
+    live = [i for i in range(n) if i not in detached]
     surrogate = jax.jvp(
-        summed_score(apply_fn, params, jnp.concatenate([y] * n), score),
-        (jnp.concatenate(xs),),
-        (jax.lax.stop_gradient(jnp.concatenate(dirs)),),
+        summed_score(apply_fn, params, jnp.concatenate([y] * len(live)), score),
+        (jnp.concatenate([xs[i] for i in live]),),
+        (jax.lax.stop_gradient(jnp.concatenate([dirs[i] for i in live])),),
     )[1]
     return value + surrogate - jax.lax.stop_gradient(surrogate), diags
