@@ -1,6 +1,7 @@
 """The ``jaxinterp`` command line.
 
 ``jaxinterp train --config configs/NAME.py [--config.field=value ...] --workdir DIR``
+``jaxinterp explain --workdir DIR [--methods ig,big,...] --out FILE.png``
 ``jaxinterp prepare --dataset NAME [--data-dir DIR]``
 
 Bad input ends the command with exit status 2 and one line on stderr (set
@@ -36,6 +37,24 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="path of a configs/*.py file")
     train.add_argument("--workdir", required=True, help="where checkpoints and logs go")
 
+    explain = sub.add_parser(
+        "explain",
+        help="attribution maps of a trained model as a PNG grid",
+        description="Explain the predicted class of test examples with each method; writes one "
+        "PNG (rows: examples; columns: the input and each method, on one colour scale).",
+    )
+    explain.add_argument("--workdir", required=True, help="a workdir written by 'train'")
+    explain.add_argument(
+        "--methods",
+        default="gradient,ig,smoothgrad,big,relex",
+        help="comma-separated, from: gradient, gradient_x_input, ig, smoothgrad, vargrad, "
+        "bsm, big, relex, regadv",
+    )
+    explain.add_argument("--out", required=True, help="the PNG to write")
+    explain.add_argument("--num-examples", type=int, default=8)
+    explain.add_argument("--split", default="test")
+    explain.add_argument("--seed", type=int, default=0)
+
     prepare = sub.add_parser(
         "prepare",
         help="prepare a TFDS dataset (array_record) in the data dir",
@@ -66,6 +85,23 @@ def _train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from jaxinterp.experiments.explain import explain
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seconds = explain(
+        args.workdir,
+        methods,
+        args.out,
+        num_examples=args.num_examples,
+        split=args.split,
+        seed=args.seed,
+    )
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+    print(f"wrote {args.out} ({timing})")
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from jaxinterp import data
 
@@ -92,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args, overrides)
+        if args.command == "explain":
+            return _explain(args)
         return _prepare(args)
     except NonFiniteError as e:
         print(f"jaxinterp: error: {e}; stopped, the last good checkpoint is kept", file=sys.stderr)

@@ -1,5 +1,7 @@
 """Activation sensitivity (METHODS §1.4): fast vs autodiff, brute force, jit, validation."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,15 +14,28 @@ ESTIMATORS = ("jvp", "random_neuron", "finite_difference")
 KEY = jax.random.PRNGKey(7)
 
 
-def _mlp():
-    return models.get_model("mlp", num_classes=3, activation="softplus", beta=2.0, hidden=(8, 6))
+MODELS = {
+    "mlp": dict(name="mlp", num_classes=3, activation="softplus", beta=2.0, hidden=(8, 6)),
+    "cnn": dict(name="cnn", num_classes=3, channels=(2, 2, 3, 3), hidden=5),
+}
 
 
-def _setup(model, shape, dtype=jnp.float32):
-    """``(x, params)`` in ``dtype``; call under ``jax.enable_x64(True)`` for float64."""
+@functools.cache
+def _model(name):
+    return models.get_model(**MODELS[name])
+
+
+@functools.cache
+def _init(name, shape):
     x = jax.random.normal(jax.random.PRNGKey(1), shape, jnp.float32)
-    params = model.init(jax.random.PRNGKey(0), x[:1])
-    return x.astype(dtype), jax.tree.map(lambda a: a.astype(dtype), params)
+    params = jax.jit(_model(name).init)(jax.random.PRNGKey(0), x[:1])
+    return np.asarray(x), jax.tree.map(np.asarray, params)
+
+
+def _setup(name, shape, dtype=np.float32):
+    """``(model, x, params)``, arrays as numpy ``dtype`` (float64 needs ``jax.enable_x64``)."""
+    x, params = _init(name, shape)
+    return _model(name), x.astype(dtype), jax.tree.map(lambda a: a.astype(dtype), params)
 
 
 def _values_and_grads(penalties, params, x, key=KEY):
@@ -66,9 +81,9 @@ def _brute_force(features_fn, params, x):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_fast_matches_autodiff_mlp(estimator):
-    model, weights = _mlp(), {"dense1": 0.5, "dense2": 2.0}
+    weights = {"dense1": 0.5, "dense2": 2.0}
     with jax.enable_x64(True):
-        x, params = _setup(model, (4, 3, 3, 1), jnp.float64)
+        model, x, params = _setup("mlp", (4, 3, 3, 1), np.float64)
         penalties = [
             activation_sensitivity(
                 model.features_fn,
@@ -77,7 +92,7 @@ def test_fast_matches_autodiff_mlp(estimator):
                 num_probes=3,
                 fd_step=1e-5,
                 impl=impl,
-            )  # fmt: skip
+            )
             for impl in ("fast", "autodiff")
         ]
         ((value, diags), grads), ((value_ad, diags_ad), grads_ad) = _values_and_grads(
@@ -92,13 +107,12 @@ def test_fast_matches_autodiff_mlp(estimator):
     np.testing.assert_allclose(value, total, rtol=1e-12)
 
 
-@pytest.mark.parametrize("estimator", ["jvp", "random_neuron"])
-def test_fast_matches_autodiff_cnn(estimator):
-    model = models.get_model("cnn", num_classes=3, channels=(2, 2, 3, 3), hidden=5)
+def test_fast_matches_autodiff_cnn():
+    # Conv layers and max-pooling; random_neuron on multi-axis layers: the brute-force test.
     with jax.enable_x64(True):
-        x, params = _setup(model, (2, 4, 4, 1), jnp.float64)
+        model, x, params = _setup("cnn", (2, 4, 4, 1), np.float64)
         penalties = [
-            activation_sensitivity(model.features_fn, estimator=estimator, impl=impl)
+            activation_sensitivity(model.features_fn, num_probes=2, impl=impl)
             for impl in ("fast", "autodiff")
         ]
         ((value, diags), grads), ((value_ad, _), grads_ad) = _values_and_grads(penalties, params, x)
@@ -109,11 +123,10 @@ def test_fast_matches_autodiff_cnn(estimator):
 
 @pytest.mark.parametrize("estimator", ["jvp", "random_neuron"])
 def test_many_probes_approach_brute_force(estimator):
-    model = _mlp()
-    features_fn = _with_grid_layer(model)
     with jax.enable_x64(True):
-        x, model_params = _setup(model, (4, 3, 3, 1), jnp.float64)
-        params = {"model": model_params, "scale": jnp.array([0.7, -1.3], jnp.float64)}
+        model, x, model_params = _setup("mlp", (4, 3, 3, 1), np.float64)
+        features_fn = _with_grid_layer(model)
+        params = {"model": model_params, "scale": np.array([0.7, -1.3])}
         exact = _brute_force(features_fn, params, x)
         penalty = activation_sensitivity(features_fn, estimator=estimator, num_probes=2000)
         value, diags = jax.jit(lambda p: penalty(None, p, x, None, key=KEY))(params)
@@ -124,9 +137,8 @@ def test_many_probes_approach_brute_force(estimator):
 
 
 def test_finite_difference_matches_jvp_with_same_probes():
-    model = _mlp()
     with jax.enable_x64(True):
-        x, params = _setup(model, (4, 3, 3, 1), jnp.float64)
+        model, x, params = _setup("mlp", (4, 3, 3, 1), np.float64)
         penalties = [
             activation_sensitivity(model.features_fn, num_probes=8),
             activation_sensitivity(
@@ -142,9 +154,8 @@ def test_finite_difference_matches_jvp_with_same_probes():
 
 
 def test_normalize_divides_by_mean_squared_activation():
-    model = _mlp()
     with jax.enable_x64(True):
-        x, params = _setup(model, (1, 3, 3, 1), jnp.float64)
+        model, x, params = _setup("mlp", (1, 3, 3, 1), np.float64)
         plain = activation_sensitivity(model.features_fn, num_probes=4)
         normed = activation_sensitivity(model.features_fn, num_probes=4, normalize=True)
         acts, (_, diags), (value, diags_n) = jax.tree.map(
@@ -165,13 +176,15 @@ def test_normalize_divides_by_mean_squared_activation():
 
 @pytest.mark.parametrize("estimator", ["jvp", "random_neuron"])
 def test_layer_probes_do_not_depend_on_selection(estimator):
-    model = _mlp()
-    x, params = _setup(model, (4, 3, 3, 1))
+    model, x, params = _setup("mlp", (4, 3, 3, 1))
     both = activation_sensitivity(model.features_fn, estimator=estimator, num_probes=2)
     one = activation_sensitivity(
-        model.features_fn, layers=["dense2"], layer_weights={"dense2": 3.0},
-        estimator=estimator, num_probes=2,
-    )  # fmt: skip
+        model.features_fn,
+        layers=["dense2"],
+        layer_weights={"dense2": 3.0},
+        estimator=estimator,
+        num_probes=2,
+    )
     (_, diags), (value, diags_one) = jax.jit(
         lambda p: (both(None, p, x, None, key=KEY), one(None, p, x, None, key=KEY))
     )(params)
@@ -182,12 +195,13 @@ def test_layer_probes_do_not_depend_on_selection(estimator):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_jit_grad_float32_and_keys(estimator):
-    model = _mlp()
-    x, params = _setup(model, (4, 3, 3, 1))
+    model, x, params = _setup("mlp", (4, 3, 3, 1))
     penalty = activation_sensitivity(model.features_fn, estimator=estimator, num_probes=2)
     loss = lambda p, k: penalty(None, p, x, None, key=k)[0]  # noqa: E731
     step = jax.jit(jax.value_and_grad(loss))
-    (first, grads), (again, _), (other, _) = (step(params, k) for k in (KEY, KEY, KEY + 1))
+    (first, grads), (again, _), (other, _) = (
+        step(params, k) for k in (KEY, KEY, jax.random.PRNGKey(8))
+    )
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
     assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads))
     assert first.dtype == jnp.float32 and float(first) == float(again)
@@ -218,15 +232,20 @@ def test_jit_grad_float32_and_keys(estimator):
 )
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        activation_sensitivity(_mlp().features_fn, **kwargs)
+        activation_sensitivity(_model("mlp").features_fn, **kwargs)
 
 
 @pytest.mark.parametrize(
     "kwargs", [{"layers": ["dense1", "dense7"]}, {"layer_weights": {"dense7": 1.0}}]
 )
 def test_unknown_layer_lists_available_names(kwargs):
-    model = _mlp()
-    x, params = _setup(model, (2, 3, 3, 1))
+    model, x, params = _setup("mlp", (2, 3, 3, 1))
     penalty = activation_sensitivity(model.features_fn, **kwargs)
     with pytest.raises(ValueError, match=r"dense7.*\['dense1', 'dense2'\]"):
         jax.eval_shape(lambda p: penalty(None, p, x, None, key=KEY), params)
+
+
+def test_no_layers_raises():
+    penalty = activation_sensitivity(lambda params, x: {})
+    with pytest.raises(ValueError, match="no layers"):
+        penalty(None, {}, np.zeros((2, 3, 3, 1), np.float32), None, key=KEY)

@@ -5,6 +5,9 @@ jittable ``attack(apply_fn, params, x, y, *, key=None) -> x_adv``:
 
 * :func:`pgd`: projected gradient ascent in an L∞ or L2 ball (Madry et al. 2018), with an
   optional uniform random start.
+* :func:`carlini_wagner_l2`: the CW-L2 attack (tanh space, Adam, binary search over ``c``).
+* :func:`boundary_search`: the closest misclassified point (PGD-L2 ladder + CW-L2), for
+  boundary attributions (Wang et al. 2022).
 * :func:`fgsm`: one full-size signed (L∞) or normalised (L2) gradient step
   (Goodfellow et al. 2015).
 
@@ -21,14 +24,27 @@ Example::
     x_adv = jax.jit(attack, static_argnums=0)(apply_fn, params, x, y, key=key)
 """
 
+from jaxinterp.attacks._boundary import (
+    DEFAULT_EPSILONS,
+    BoundaryResult,
+    BoundarySearch,
+    boundary_search,
+)
+from jaxinterp.attacks._carlini_wagner import CWAttack, carlini_wagner_l2
 from jaxinterp.attacks._losses import LOSSES, LossFn, ce_loss, get_loss, margin_loss
 from jaxinterp.attacks._pgd import NORMS, Attack, fgsm, pgd
 
 __all__ = [
+    "DEFAULT_EPSILONS",
     "LOSSES",
     "NORMS",
     "Attack",
+    "BoundaryResult",
+    "BoundarySearch",
+    "CWAttack",
     "LossFn",
+    "boundary_search",
+    "carlini_wagner_l2",
     "ce_loss",
     "fgsm",
     "get_loss",

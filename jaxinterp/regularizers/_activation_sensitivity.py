@@ -109,6 +109,10 @@ def activation_sensitivity(
       ``⟨a_l, u⟩`` w.r.t. ``x``.
     * ``"finite_difference"`` needs no derivative, so both impls compute it identically.
 
+    Cost per call: ``"jvp"`` one forward pass plus ``k`` tangent passes (all layers at once);
+    ``"random_neuron"`` ``k`` backward passes per layer in ``S``; ``"finite_difference"``
+    ``1 + k`` forward passes.
+
     The full text of the 2024 paper was not available; this is the library's formulation of the
     idea as defined in Fidel et al. (2020): a stochastic regulariser that lowers the sensitivity
     of individual neurons' activations to small input perturbations.
@@ -125,10 +129,20 @@ def activation_sensitivity(
         impl: ``"fast"`` or ``"autodiff"``.
 
     Returns:
-        ``penalty(apply_fn, params, x, y, *, key) -> (R, diagnostics)``: ``R`` a scalar,
-        ``diagnostics[name]`` the unweighted batch mean of layer ``name``'s term (so
-        ``R = Σ_l w_l · diagnostics[l]``). ``apply_fn`` and ``y`` are unused. An unknown layer
-        name raises ``ValueError`` while tracing.
+        ``penalty(apply_fn, params, x, y, *, key) -> (R, diagnostics)`` with ``x: [B, ...]``:
+        ``R`` a scalar (the batch mean), ``diagnostics[name]`` the unweighted batch mean of
+        layer ``name``'s term, so ``R = Σ_l w_l · diagnostics[l]``. ``apply_fn`` and ``y`` are
+        unused. Probes come from ``key`` (same key, same value); ``"random_neuron"`` folds each
+        layer's name into it, so a layer's probes do not depend on which others are selected.
+        An unknown layer name raises ``ValueError`` while tracing.
+
+    Raises:
+        ValueError: On a bad hyperparameter (the message names the argument).
+
+    Example:
+        >>> model = models.get_model("mlp", num_classes=10, hidden=(64, 64))
+        >>> reg = activation_sensitivity(model.features_fn, layers=["dense2"], num_probes=2)
+        >>> value, diags = reg(model.apply_fn, params, x, y, key=jax.random.key(0))
 
     References:
         Moshe, Fidel, Bitton, Shabtai. "Improving interpretability via regularization of neural
@@ -168,6 +182,8 @@ def activation_sensitivity(
         del apply_fn, y
         feats = dict(features_fn(params, x))
         names = layers if layers is not None else tuple(sorted(feats))
+        if not names:
+            raise ValueError("features_fn returned no layers to penalise")
         unknown = [n for n in (*names, *weights) if n not in feats]
         if unknown:
             raise ValueError(

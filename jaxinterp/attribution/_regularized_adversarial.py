@@ -1,0 +1,221 @@
+"""Regularized adversarial explanations: where a small, smooth, sparse attack has to act.
+
+An adversarial perturbation ``δ`` that lowers the true-class score shows where the model is
+sensitive, but plain PGD spreads ``±ε`` noise over the whole input. Shoshan & Ratner (2018)
+regularise the generation of ``δ`` so that it concentrates on the regions that matter, and
+read the explanation off ``|δ|``. The full text of the paper was not available to us; the
+formulation below (Gaussian smoothing of every step's gradient, L1 and total-variation
+penalties on ``δ``, pluggable regularisers) is the one this library adopts.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinterp.attacks._losses import get_loss
+from jaxinterp.attribution._scores import check_input, check_nonnegative, check_positive_int
+
+__all__ = [
+    "Regularizer",
+    "Smoothing",
+    "gaussian_smoothing",
+    "l1_norm",
+    "regularized_adversarial",
+    "total_variation",
+]
+
+Regularizer = Callable[[jax.Array], jax.Array]
+"""``r(delta [B, ...]) -> [B]``: a per-example penalty on the perturbation."""
+Smoothing = Callable[[jax.Array], jax.Array]
+"""``s(grad [B, H, W, C]) -> [B, H, W, C]``: applied to the objective's gradient each step."""
+
+
+def l1_norm(delta: jax.Array) -> jax.Array:
+    """``‖δ_b‖₁ = Σ_i |δ_b,i|`` per example, ``[B, ...] -> [B]``."""
+    return jnp.sum(jnp.abs(delta), axis=tuple(range(1, delta.ndim)))
+
+
+def total_variation(delta: jax.Array) -> jax.Array:
+    """Anisotropic total variation per example, ``[B, H, W, C] -> [B]``.
+
+    ``TV(δ) = Σ_{h,w,c} |δ_{h+1,w,c} − δ_{h,w,c}| + |δ_{h,w+1,c} − δ_{h,w,c}|``.
+    """
+    dh = jnp.abs(jnp.diff(delta, axis=1))
+    dw = jnp.abs(jnp.diff(delta, axis=2))
+    return jnp.sum(dh, axis=(1, 2, 3)) + jnp.sum(dw, axis=(1, 2, 3))
+
+
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """``[n, n]`` row-normalised Gaussian weights ``exp(−(i − j)² / 2σ²)``."""
+    i = np.arange(n, dtype=np.float64)
+    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def gaussian_smoothing(sigma: float) -> Smoothing:
+    """Separable spatial Gaussian blur of ``[B, H, W, C]`` arrays, each channel on its own.
+
+    ``s(g)_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] g_{h',w'}`` with
+    ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row, so constants are preserved and no
+    mass leaks through the border (no padding is needed).
+
+    Args:
+      sigma: Standard deviation ``σ > 0`` in pixels.
+
+    Raises:
+      ValueError: If ``sigma`` is not a finite number > 0.
+    """
+    ok = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    if not (ok and math.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"smoothing_sigma must be a finite number > 0, got {sigma!r}")
+    sigma = float(sigma)
+
+    def smooth(g: jax.Array) -> jax.Array:
+        if g.ndim != 4:
+            raise ValueError(f"gaussian smoothing expects [B, H, W, C], got shape {g.shape}")
+        k_h = jnp.asarray(_gaussian_matrix(g.shape[1], sigma), g.dtype)
+        k_w = jnp.asarray(_gaussian_matrix(g.shape[2], sigma), g.dtype)
+        return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, g)
+
+    return smooth
+
+
+def regularized_adversarial(
+    *,
+    epsilon: float,
+    num_steps: int,
+    step_size: float | None = None,
+    smoothing_sigma: float | None = 1.0,
+    l1: float = 0.0,
+    tv: float = 0.0,
+    regularizers: Sequence[Regularizer] | None = None,
+    smoothing: Smoothing | None = None,
+    loss: str = "ce",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    return_delta: bool = False,
+) -> Callable[..., Any]:
+    """Builds the regularized-adversarial explainer ``E = Σ_channels |δ|``.
+
+    From ``δ⁰ = 0``, ``num_steps`` signed (L∞ PGD) steps descend, per example,
+    ``J(δ) = −ℓ(f(x + δ), y) + λ_1 ‖δ‖₁ + λ_TV TV(δ) + Σ_r r(δ)`` (``ℓ`` cross-entropy or
+    margin, so the attack lowers the true-class score while the penalties keep ``δ`` sparse
+    and piecewise constant), with the gradient smoothed by ``S`` before its sign is taken::
+
+        δ ← Π( δ − α · sign(S(∇_δ J(δ))) ),   Π: clip to [−ε, ε] and x + δ to bounds
+        E_{h,w} = Σ_c |δ_{h,w,c}|
+
+    ``S`` is :func:`gaussian_smoothing` ``(smoothing_sigma)`` unless ``smoothing`` is given;
+    ``smoothing_sigma=None`` (and no ``smoothing``) is plain PGD on the penalised objective.
+    The formulation is this library's reading of Shoshan & Ratner (the paper's full text was
+    not available): gradient smoothing plus L1/TV penalties, each of which can be switched
+    off or replaced.
+
+    Args:
+      epsilon: L∞ radius ``ε > 0`` of ``δ``.
+      num_steps: Number of steps ``>= 1``.
+      step_size: ``α > 0``; defaults to ``2.5 · ε / num_steps``.
+      smoothing_sigma: Gaussian ``σ > 0`` in pixels for the gradient smoothing, or ``None``.
+      l1: Weight ``λ_1 >= 0`` of :func:`l1_norm` (sparsity of ``δ``).
+      tv: Weight ``λ_TV >= 0`` of :func:`total_variation` (spatial coherence of ``δ``).
+      regularizers: Extra penalties ``r(δ [B, ...]) -> [B]`` added to ``J`` as they are.
+      smoothing: A custom ``S(grad) -> grad`` (same shape); overrides ``smoothing_sigma``.
+      loss: ``"ce"`` or ``"margin"`` (see :mod:`jaxinterp.attacks`).
+      bounds: Valid input range ``(lo, hi)`` for ``x + δ``, or ``None``.
+      return_delta: Also return ``δ``.
+
+    Returns:
+      ``explain(apply_fn, params, x, y, *, key=None)``: ``x`` is ``[B, H, W, C]`` float,
+      ``y`` ``[B]`` integer (true or predicted labels); ``key`` is accepted and ignored (the
+      attack is deterministic). Returns ``E`` of shape ``[B, H, W, 1]`` (channel-summed, kept
+      ``x``-shaped with one channel), or ``(E, δ)`` with ``δ`` shaped like ``x`` when
+      ``return_delta``. No gradient flows out. Pure and jittable
+      (``jax.jit(explain, static_argnums=0)``).
+
+    Raises:
+      ValueError: On invalid hyperparameters (naming the argument). ``explain`` raises
+        ``ValueError`` for ``x`` not ``[B, H, W, C]`` or ``y`` not ``[B]`` integer.
+
+    Example:
+      >>> explain = regularized_adversarial(epsilon=0.1, num_steps=20, tv=1e-3)
+      >>> e = jax.jit(explain, static_argnums=0)(apply_fn, params, x, y)  # [B, H, W, 1]
+
+    References:
+      Shoshan, Ratner, "Regularized adversarial examples for model interpretability",
+      arXiv:1811.07311, 2018.
+      Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+    """
+    epsilon = check_nonnegative("epsilon", epsilon)
+    if epsilon == 0:
+        raise ValueError("epsilon must be a finite number > 0, got 0")
+    num_steps = check_positive_int("num_steps", num_steps)
+    if step_size is None:
+        step_size = 2.5 * epsilon / num_steps
+    elif check_nonnegative("step_size", step_size) == 0:
+        raise ValueError("step_size must be a finite number > 0, got 0")
+    step_size = float(step_size)
+    l1, tv = check_nonnegative("l1", l1), check_nonnegative("tv", tv)
+    if smoothing is not None and not callable(smoothing):
+        raise ValueError(f"smoothing must be None or a callable, got {smoothing!r}")
+    if smoothing is None and smoothing_sigma is not None:
+        smoothing = gaussian_smoothing(smoothing_sigma)
+    regularizers = tuple(regularizers or ())
+    if not all(callable(r) for r in regularizers):
+        raise ValueError("regularizers must be a sequence of callables r(delta) -> [B]")
+    loss_fn = get_loss(loss)
+    if bounds is not None:
+        lo, hi = (float(v) for v in bounds)
+        if not lo < hi:
+            raise ValueError(f"bounds must satisfy lo < hi, got {bounds!r}")
+
+    def objective(
+        delta: jax.Array, apply_fn: Callable, params: Any, x: jax.Array, y: jax.Array
+    ) -> jax.Array:
+        total = -loss_fn(apply_fn(params, x + delta), y)
+        if l1:
+            total = total + l1 * l1_norm(delta)
+        if tv:
+            total = total + tv * total_variation(delta)
+        for r in regularizers:
+            total = total + r(delta)
+        return jnp.sum(total)  # Examples never interact: the gradient is per example.
+
+    def explain(
+        apply_fn: Callable[[Any, jax.Array], jax.Array],
+        params: Any,
+        x: jax.Array,
+        y: jax.Array,
+        *,
+        key: jax.Array | None = None,
+    ) -> Any:
+        del key  # Deterministic; accepted for a uniform explainer signature.
+        x, y = check_input(x), jnp.asarray(y)
+        if x.ndim != 4:
+            raise ValueError(f"x must be [B, H, W, C], got shape {x.shape}")
+        if y.shape != x.shape[:1] or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(
+                f"y must be integer labels [B] = ({x.shape[0]},), got {y.dtype}{list(y.shape)}"
+            )
+        params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
+        lo_d, hi_d = -epsilon, epsilon
+        if bounds is not None:
+            lo_d, hi_d = jnp.maximum(lo_d, bounds[0] - x), jnp.minimum(hi_d, bounds[1] - x)
+
+        def step(_: jax.Array, delta: jax.Array) -> jax.Array:
+            g = jax.grad(objective)(delta, apply_fn, params, x, y)
+            if smoothing is not None:
+                g = smoothing(g)
+            return jnp.clip(delta - step_size * jnp.sign(g), lo_d, hi_d)
+
+        delta = jax.lax.fori_loop(0, num_steps, step, jnp.zeros_like(x))
+        delta = jax.lax.stop_gradient(delta)
+        e = jnp.sum(jnp.abs(delta), axis=-1, keepdims=True)
+        return (e, delta) if return_delta else e
+
+    return explain
