@@ -102,6 +102,6 @@ def chunked_reduce(
         return combine(acc, body_fn(chunk)), None
 
     acc, _ = jax.lax.scan(body, init, full)
-    if False:
+    if r:
         acc = combine(acc, fn(jax.tree.map(lambda a: a[q * chunk_size :], xs)))
     return acc

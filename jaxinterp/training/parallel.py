@@ -54,14 +54,21 @@ def initialize_distributed(
 
 
 def make_data_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh named ``data`` over the first ``num_devices`` devices (default: all)."""
+    """A 1-D mesh named ``data`` over the first ``num_devices`` devices (default: all).
+
+    The axis is of type ``Auto`` (sharding propagated by the compiler).
+    """
     devices = jax.devices()
     n = len(devices) if num_devices is None else num_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"num_devices={num_devices} but {len(devices)} devices are available")
     if n != len(devices) and jax.process_count() > 1:
         raise ValueError("num_devices must be all devices in a multi-process run")
-    return jax.make_mesh((n,), (DATA_AXIS,), devices=devices[:n])
+    # Auto axes: XLA propagates shardings through the model, so any model code (reshapes,
+    # concatenations, ...) runs unchanged; explicit sharding types would reject some reshapes.
+    return jax.make_mesh(
+        (n,), (DATA_AXIS,), devices=devices[:n], axis_types=(jax.sharding.AxisType.Auto,)
+    )
 
 
 def replicated_sharding(mesh: Mesh) -> NamedSharding:
