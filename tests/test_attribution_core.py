@@ -77,7 +77,8 @@ RULES_N4 = {  # (alphas, weights) for n = 4, written out by hand.
     "riemann_left": ([0, 0.25, 0.5, 0.75], [0.25] * 4),
     "riemann_right": ([0.25, 0.5, 0.75, 1], [0.25] * 4),
     "riemann_middle": ([0.125, 0.375, 0.625, 0.875], [0.25] * 4),
-    "riemann_trapezoid": ([0, 1 / 3, 2 / 3, 1], [1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+    "riemann_trapezoid": ([0, 1 / 3, 2 / 3, 1], [1 / 8, 1 / 4, 1 / 4, 1 / 8]),  # Captum's
+    "trapezoid": ([0, 1 / 3, 2 / 3, 1], [1 / 6, 1 / 3, 1 / 3, 1 / 6]),
     "gauss_legendre": (
         [(1 - _GL_OUT) / 2, (1 - _GL_IN) / 2, (1 + _GL_IN) / 2, (1 + _GL_OUT) / 2],
         [_W_OUT / 2, _W_IN / 2, _W_IN / 2, _W_OUT / 2],
@@ -95,8 +96,8 @@ def test_quadrature_by_hand_for_n4():
 
 @pytest.mark.parametrize("n", [2, 3, 5, 7])
 def test_quadrature_matches_captum_rederivation(n):
-    """Captum's nodes (torch.linspace there, numpy here) and step sizes; its trapezoid
-    weights are 1/n with halved ends (summing to (n-1)/n), ours the trapezoid rule's."""
+    """Captum's nodes (torch.linspace there, numpy here) and step sizes, its trapezoid
+    weights 1/n with halved ends (summing to (n-1)/n) included; `trapezoid` sums to 1."""
     captum_deltas = np.full(n, 1 / n)
     trap = captum_deltas.copy()
     trap[[0, -1]] /= 2
@@ -105,21 +106,23 @@ def test_quadrature_matches_captum_rederivation(n):
         "riemann_left": (np.linspace(0, 1 - 1 / n, n), captum_deltas),
         "riemann_right": (np.linspace(1 / n, 1, n), captum_deltas),
         "riemann_middle": (np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n), captum_deltas),
-        "riemann_trapezoid": (np.linspace(0, 1, n), trap * n / (n - 1)),
+        "riemann_trapezoid": (np.linspace(0, 1, n), trap),
+        "trapezoid": (np.linspace(0, 1, n), trap * n / (n - 1)),
         "gauss_legendre": (0.5 * (1 + t), 0.5 * v),
     }
     for method, (alphas, weights) in expected.items():
         a, w = attribution.quadrature(method, n)
         np.testing.assert_allclose(a, alphas, atol=1e-15, err_msg=method)
         np.testing.assert_allclose(w, weights, atol=1e-15, err_msg=method)
-        assert math.isclose(w.sum(), 1.0, rel_tol=1e-14)
+        total = (n - 1) / n if method == "riemann_trapezoid" else 1.0
+        assert math.isclose(w.sum(), total, rel_tol=1e-14)
     np.testing.assert_array_equal(attribution.quadrature("gausslegendre", n)[0], 0.5 * (1 + t))
 
 
 # ----------------------------------------------------------------------------- IG
 
 
-@pytest.mark.parametrize("method", attribution.METHODS)
+@pytest.mark.parametrize("method", [m for m in attribution.METHODS if m != "riemann_trapezoid"])
 def test_every_rule_is_exact_on_a_linear_model(method):
     with jax.enable_x64(True):
         rng = np.random.default_rng(2)
@@ -134,6 +137,21 @@ def test_every_rule_is_exact_on_a_linear_model(method):
             )
             np.testing.assert_allclose(phi, (x - xb) * w.reshape(1, 4, 4, 1), atol=1e-14)
             np.testing.assert_allclose(delta, 0.0, atol=1e-13)
+
+
+def test_captum_riemann_trapezoid_misses_completeness_by_its_weight_sum():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        x, w = rng.normal(size=SHAPE), rng.normal(size=16)
+
+        def score_fn(z):
+            return z.reshape(len(z), -1) @ w
+
+        for n in (2, 5):
+            phi = attribution.integrated_gradients(
+                score_fn, x, num_steps=n, method="riemann_trapezoid"
+            )
+            np.testing.assert_allclose(phi, (n - 1) / n * x * w.reshape(1, 4, 4, 1), atol=1e-14)
 
 
 def test_gauss_legendre_integrates_a_cubic_exactly():

@@ -201,7 +201,7 @@ def test_big_bsm_bsg_match_core_attributions(setup, search):
                     score_fn(x) - score_fn(point),
                 )
             ig = integrated_gradients(
-                score_fn, x, baseline=point, num_steps=16, method="riemann_trapezoid",
+                score_fn, x, baseline=point, num_steps=16, method="trapezoid",
                 return_delta=True,
             )  # fmt: skip
             sg = smooth(gradient, num_samples=4, noise_level=0.1)(score_fn, point, key=key)

@@ -34,8 +34,7 @@ from jaxinterp.attribution._relex import relex
 from jaxinterp.attribution._scores import KINDS, AttributionFn, ScoreFn, class_score
 from jaxinterp.attribution._smooth import SMOOTHINGS, smooth
 
-# One name per line, sorted; add further re-exports (boundary, RelEx, regularized
-# adversarial explanations) both above and here.
+# One name per line, sorted; a new module's names go in an import above and here.
 __all__ = [
     "AttributionFn",
     "KINDS",

@@ -74,7 +74,7 @@ def big(
     boundary_point: jax.Array,
     *,
     num_steps: int = 50,
-    method: str = "riemann_trapezoid",
+    method: str = "trapezoid",
     **ig_kwargs: Any,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Boundary-based integrated gradients (BIG): IG from the boundary point to the input.
@@ -83,16 +83,16 @@ def big(
     :func:`integrated_gradients` with ``baseline = x'`` (the nearest boundary point) instead
     of a fixed reference such as black. By completeness ``Σ BIG_b ≈ f_y(x_b) - f_y(x'_b)``,
     which attributes the true-class logit's drop to the boundary. The default quadrature is
-    the trapezoid rule over ``num_steps`` points, as the reference code (Captum's
-    ``riemann_trapezoid``; here with the trapezoid's weights ``1/(n-1)``, see
-    :func:`quadrature`).
+    the trapezoid rule over ``num_steps`` points; the reference code calls Captum's
+    ``riemann_trapezoid``, whose weights sum to ``(n-1)/n``: ``method="riemann_trapezoid"``
+    reproduces it, the default ``trapezoid`` keeps completeness (see :func:`quadrature`).
 
     Args:
         score_fn: ``score_fn(x [B, ...]) -> [B]``, the true-class logit.
         x: Inputs ``[B, ...]``, floating point.
         boundary_point: ``x'``, shaped like ``x``.
         num_steps: Quadrature points ``n`` (``>= 2`` for the trapezoid), a Python int.
-        method: A rule of :data:`METHODS` (``riemann_trapezoid`` as the reference).
+        method: A rule of :data:`METHODS` (``riemann_trapezoid``: the reference's).
         **ig_kwargs: Further keywords of :func:`integrated_gradients` (``chunk_size``,
             ``return_delta``), not ``baseline``.
 

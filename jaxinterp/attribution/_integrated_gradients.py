@@ -25,6 +25,7 @@ METHODS: tuple[str, ...] = (
     "riemann_right",
     "riemann_middle",
     "riemann_trapezoid",
+    "trapezoid",
     "gauss_legendre",
 )
 """Quadrature rules for the path integral (Captum's names; ``gausslegendre`` is an alias)."""
@@ -35,16 +36,18 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
 
     With ``n = num_steps``: ``riemann_left`` ``α_i = i/n`` (``i = 0..n−1``), ``w_i = 1/n``;
     ``riemann_right`` ``α_i = i/n`` (``i = 1..n``), ``w_i = 1/n``; ``riemann_middle``
-    ``α_i = (i + ½)/n``, ``w_i = 1/n``; ``riemann_trapezoid`` ``α_i = i/(n−1)``,
-    ``w_i = 1/(n−1)`` with both end weights halved (``n >= 2``); ``gauss_legendre`` the
-    Gauss–Legendre nodes ``t`` and weights ``v`` of ``numpy.polynomial.legendre.leggauss(n)``
-    mapped to ``[0, 1]``: ``α = (t + 1)/2``, ``w = v/2`` (exact for polynomials of degree
-    ``2n − 1``). The weights always sum to 1. Nodes as in Captum; Captum's trapezoid weights
-    are ``1/n`` (summing to ``(n − 1)/n``), here they are the trapezoid rule's ``1/(n − 1)``.
+    ``α_i = (i + ½)/n``, ``w_i = 1/n``; ``riemann_trapezoid`` exactly as Captum defines it,
+    ``α_i = i/(n−1)``, ``w_i = 1/n`` with both end weights halved, so the weights sum to
+    ``(n − 1)/n`` (Captum's quirk, kept for parity: attributions then miss completeness by
+    that factor); ``trapezoid`` the composite trapezoid rule on the same nodes,
+    ``w_i = 1/(n−1)`` with halved ends (weights sum to 1); both need ``n >= 2``;
+    ``gauss_legendre`` the Gauss–Legendre nodes ``t`` and weights ``v`` of
+    ``numpy.polynomial.legendre.leggauss(n)`` mapped to ``[0, 1]``: ``α = (t + 1)/2``,
+    ``w = v/2`` (exact for polynomials of degree ``2n − 1``).
 
     Args:
         method: One of :data:`METHODS`.
-        num_steps: ``n >= 1`` (``>= 2`` for ``riemann_trapezoid``), a Python int.
+        num_steps: ``n >= 1`` (``>= 2`` for the trapezoid rules), a Python int.
 
     Returns:
         ``(alphas [n], weights [n])``, float64 numpy arrays, ``alphas`` ascending.
@@ -55,7 +58,8 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     method = "gauss_legendre" if method == "gausslegendre" else method
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    n = check_positive_int("num_steps", num_steps, 2 if method == "riemann_trapezoid" else 1)
+    trapezoids = ("riemann_trapezoid", "trapezoid")
+    n = check_positive_int("num_steps", num_steps, 2 if method in trapezoids else 1)
     i = np.arange(n, dtype=np.float64)
     weights = np.full(n, 1.0 / n)
     if method == "riemann_left":
@@ -64,9 +68,10 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
         alphas = (i + 1.0) / n
     elif method == "riemann_middle":
         alphas = (i + 0.5) / n
-    elif method == "riemann_trapezoid":
+    elif method in trapezoids:
         alphas = i / (n - 1)
-        weights = np.full(n, 1.0 / (n - 1))
+        if method == "trapezoid":
+            weights = np.full(n, 1.0 / (n - 1))
         weights[[0, -1]] /= 2.0
     else:
         t, v = np.polynomial.legendre.leggauss(n)

@@ -174,17 +174,15 @@ def regularized_adversarial(
         if not lo < hi:
             raise ValueError(f"bounds must satisfy lo < hi, got {bounds!r}")
 
-    def objective(
-        delta: jax.Array, apply_fn: Callable, params: Any, x: jax.Array, y: jax.Array
-    ) -> jax.Array:
-        total = -loss_fn(apply_fn(params, x + delta), y)
+    def penalty(delta: jax.Array) -> jax.Array:
+        total = jnp.zeros(delta.shape[:1], delta.dtype)
         if l1:
             total = total + l1 * l1_norm(delta)
         if tv:
             total = total + tv * total_variation(delta)
         for r in regularizers:
             total = total + r(delta)
-        return jnp.sum(total)  # Examples never interact: the gradient is per example.
+        return total
 
     def explain(
         apply_fn: Callable[[Any, jax.Array], jax.Array],
@@ -207,8 +205,12 @@ def regularized_adversarial(
         if bounds is not None:
             lo_d, hi_d = jnp.maximum(lo_d, bounds[0] - x), jnp.minimum(hi_d, bounds[1] - x)
 
+        def objective(delta: jax.Array) -> jax.Array:
+            j = -loss_fn(apply_fn(params, x + delta), y) + penalty(delta)
+            return jnp.sum(j)  # Examples never interact: the gradient is per example.
+
         def step(_: jax.Array, delta: jax.Array) -> jax.Array:
-            g = jax.grad(objective)(delta, apply_fn, params, x, y)
+            g = jax.grad(objective)(delta)
             if smoothing is not None:
                 g = smoothing(g)
             return jnp.clip(delta - step_size * jnp.sign(g), lo_d, hi_d)

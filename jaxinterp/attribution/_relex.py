@@ -133,7 +133,13 @@ def relex(
         axes = tuple(range(1, x.ndim))
         sigma = noise_fraction * (jnp.max(x, axis=axes) - jnp.min(x, axis=axes))
         sigma = sigma.reshape((b,) + (1,) * x.ndim)  # [B, 1, ...] against noise [B, N, ...]
-        k_init, k_noise = jax.random.split(key)
+        # One key per example, from its index: an example's mask does not depend on the batch.
+        keys = jax.vmap(lambda j: jax.random.split(jax.random.fold_in(key, j)))(jnp.arange(b))
+        k_init, k_noise = keys[:, 0], keys[:, 1]
+        normal = jax.vmap(
+            lambda k, i: jax.random.normal(jax.random.fold_in(k, i), (n,) + feat, x.dtype),
+            in_axes=(0, None),
+        )
 
         def loss(m: jax.Array, noisy: jax.Array) -> jax.Array:
             fg, bg = noisy * m[:, None], noisy * (1.0 - m)[:, None]
@@ -147,12 +153,11 @@ def relex(
 
         def step(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             m, velocity = carry
-            eps = jax.random.normal(jax.random.fold_in(k_noise, i), (b, n) + feat, x.dtype)
-            g = _unit_l2(jax.grad(loss)(m, x[:, None] + sigma * eps))
+            g = _unit_l2(jax.grad(loss)(m, x[:, None] + sigma * normal(k_noise, i)))
             velocity = momentum * velocity + g
             return jnp.clip(m - learning_rate * velocity, 0.0, 1.0), velocity
 
-        m0 = jax.random.uniform(k_init, x.shape, x.dtype, 0.0, 0.01)
+        m0 = jax.vmap(lambda k: jax.random.uniform(k, feat, x.dtype, 0.0, 0.01))(k_init)
         m, _ = jax.lax.fori_loop(0, num_iterations, step, (m0, jnp.zeros_like(m0)))
         return jax.lax.stop_gradient(m)
 
