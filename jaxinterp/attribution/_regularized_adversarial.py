@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp.attacks._losses import get_loss
+from jaxinterp.attacks._pgd import _check_bounds, _check_positive
 from jaxinterp.attribution._scores import check_input, check_nonnegative, check_positive_int
 
 __all__ = [
@@ -63,8 +64,8 @@ def gaussian_smoothing(sigma: float) -> Smoothing:
     """Separable spatial Gaussian blur of ``[B, H, W, C]`` arrays, each channel on its own.
 
     ``s(g)_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] g_{h',w'}`` with
-    ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row, so constants are preserved and no
-    mass leaks through the border (no padding is needed).
+    ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row: a weighted average over the pixels
+    inside the image (no padding; constants are preserved, also at the border).
 
     Args:
       sigma: Standard deviation ``σ > 0`` in pixels.
@@ -115,7 +116,8 @@ def regularized_adversarial(
     ``smoothing_sigma=None`` (and no ``smoothing``) is plain PGD on the penalised objective.
     The formulation is this library's reading of Shoshan & Ratner (the paper's full text was
     not available): gradient smoothing plus L1/TV penalties, each of which can be switched
-    off or replaced.
+    off or replaced. With signed steps a penalised ``δ`` hovers within ``±α`` of its
+    minimiser rather than reaching exact zeros; a smaller ``step_size`` sharpens it.
 
     Args:
       epsilon: L∞ radius ``ε > 0`` of ``δ``.
@@ -140,7 +142,8 @@ def regularized_adversarial(
 
     Raises:
       ValueError: On invalid hyperparameters (naming the argument). ``explain`` raises
-        ``ValueError`` for ``x`` not ``[B, H, W, C]`` or ``y`` not ``[B]`` integer.
+        ``TypeError`` for a non-float ``x``, ``ValueError`` for ``x`` not ``[B, H, W, C]``,
+        ``y`` not ``[B]`` integer, or a regularizer not returning ``[B]``.
 
     Example:
       >>> explain = regularized_adversarial(epsilon=0.1, num_steps=20, tv=1e-3)
@@ -151,15 +154,11 @@ def regularized_adversarial(
       arXiv:1811.07311, 2018.
       Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
     """
-    epsilon = check_nonnegative("epsilon", epsilon)
-    if epsilon == 0:
-        raise ValueError("epsilon must be a finite number > 0, got 0")
+    epsilon = _check_positive("epsilon", epsilon)
     num_steps = check_positive_int("num_steps", num_steps)
-    if step_size is None:
-        step_size = 2.5 * epsilon / num_steps
-    elif check_nonnegative("step_size", step_size) == 0:
-        raise ValueError("step_size must be a finite number > 0, got 0")
-    step_size = float(step_size)
+    step_size = (
+        2.5 * epsilon / num_steps if step_size is None else _check_positive("step_size", step_size)
+    )
     l1, tv = check_nonnegative("l1", l1), check_nonnegative("tv", tv)
     if smoothing is not None and not callable(smoothing):
         raise ValueError(f"smoothing must be None or a callable, got {smoothing!r}")
@@ -169,10 +168,9 @@ def regularized_adversarial(
     if not all(callable(r) for r in regularizers):
         raise ValueError("regularizers must be a sequence of callables r(delta) -> [B]")
     loss_fn = get_loss(loss)
-    if bounds is not None:
-        lo, hi = (float(v) for v in bounds)
-        if not lo < hi:
-            raise ValueError(f"bounds must satisfy lo < hi, got {bounds!r}")
+    bounds = _check_bounds(bounds)
+    if bounds is not None and epsilon > bounds[1] - bounds[0]:
+        raise ValueError(f"epsilon={epsilon} is outside the input range {bounds}")
 
     def penalty(delta: jax.Array) -> jax.Array:
         total = jnp.zeros(delta.shape[:1], delta.dtype)
@@ -181,7 +179,13 @@ def regularized_adversarial(
         if tv:
             total = total + tv * total_variation(delta)
         for r in regularizers:
-            total = total + r(delta)
+            value = r(delta)
+            if jnp.shape(value) != total.shape:
+                raise ValueError(
+                    f"a regularizer must return one penalty per example, shape {total.shape}, "
+                    f"got {jnp.shape(value)}"
+                )
+            total = total + value
         return total
 
     def explain(

@@ -72,9 +72,11 @@ def relex(
         L(m) = (1/N) Σ_n [ −log p_c(x̃_n ⊙ m) + λ1 ‖m‖₁ − λ2 log(1 − p_c(x̃_n ⊙ (1 − m)) + 1e-7) ]
         g = ∇_m L / ‖∇_m L‖₂,   v ← μ v + g,   m ← clip(m − η v, 0, 1)
 
-    (PyTorch-style SGD with momentum ``μ``, no dampening, ``v₀ = 0``). Examples are
-    independent: each has its own mask, ``σ``, loss and gradient normalisation, computed in
-    one batched ``lax.fori_loop`` that evaluates the model on ``2 · B · N`` inputs per step.
+    (PyTorch-style SGD with momentum ``μ``, no dampening, ``v₀ = 0``; ``log p_c`` is taken
+    from ``log_softmax`` for stability). Examples are independent: each has its own mask,
+    ``σ``, loss, gradient normalisation and random stream (``fold_in(key, b)``), so a mask does
+    not depend on the rest of the batch. One batched ``lax.fori_loop`` evaluates the model on
+    ``2 · B · N`` inputs per step (memory grows accordingly).
 
     Args:
       num_iterations: Optimisation steps (``>= 1``; the paper uses 50–100).

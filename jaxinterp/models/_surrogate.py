@@ -58,7 +58,7 @@ def softplus_surrogate(model_module: nn.Module, beta: float) -> Model:
 
     References:
       Dombrowski et al., "Explanations can be manipulated and geometry is to blame",
-      NeurIPS 2019 (Section 4: β-smoothing of explanations, Theorem 2).
+      NeurIPS 2019 (β-smoothing of explanations).
     """
     if not isinstance(model_module, nn.Module):
         raise TypeError(
