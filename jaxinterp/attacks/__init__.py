@@ -8,6 +8,8 @@ jittable ``attack(apply_fn, params, x, y, *, key=None) -> x_adv``:
 * :func:`carlini_wagner_l2`: the CW-L2 attack (tanh space, Adam, binary search over ``c``).
 * :func:`boundary_search`: the closest misclassified point (PGD-L2 ladder + CW-L2), for
   boundary attributions (Wang et al. 2022).
+* :func:`topk_attack` (Ghorbani et al. 2019) and :func:`targeted_manipulation`
+  (Dombrowski et al. 2019) attack the explanation while keeping the label.
 * :func:`fgsm`: one full-size signed (L∞) or normalised (L2) gradient step
   (Goodfellow et al. 2015).
 
@@ -24,6 +26,14 @@ Example::
     x_adv = jax.jit(attack, static_argnums=0)(apply_fn, params, x, y, key=key)
 """
 
+from jaxinterp.attacks._attribution_attacks import (
+    AttributionAttackResult,
+    frame_target,
+    normalized_map,
+    targeted_manipulation,
+    topk_attack,
+    topk_intersection,
+)
 from jaxinterp.attacks._boundary import (
     DEFAULT_EPSILONS,
     BoundaryResult,
@@ -39,6 +49,7 @@ __all__ = [
     "LOSSES",
     "NORMS",
     "Attack",
+    "AttributionAttackResult",
     "BoundaryResult",
     "BoundarySearch",
     "CWAttack",
@@ -47,7 +58,12 @@ __all__ = [
     "carlini_wagner_l2",
     "ce_loss",
     "fgsm",
+    "frame_target",
     "get_loss",
     "margin_loss",
+    "normalized_map",
     "pgd",
+    "targeted_manipulation",
+    "topk_attack",
+    "topk_intersection",
 ]

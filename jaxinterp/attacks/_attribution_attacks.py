@@ -110,8 +110,8 @@ def _search(
     epsilon: float,
     bounds: tuple[float, float] | None,
 ) -> AttributionAttackResult:
-    """Runs ``x_{t+1}, s_{t+1} = Π(move(x_t, s_t))`` from ``x``; per example, returns the lowest
-    ``judge(x) -> (key, score)`` key among ``x`` and the later iterates keeping the label."""
+    """Runs ``x_{t+1}, s_{t+1} = Π(move(x_t, s_t))`` from ``x``; returns per example the iterate
+    of lowest ``judge`` key (``judge -> (key, score)``) among ``x`` and those keeping the label."""
     pred = jnp.argmax(apply_fn(params, x), axis=-1)
 
     def label_ok(x_adv: jax.Array) -> jax.Array:

@@ -13,6 +13,7 @@ from jaxinterp.models.activations import (
     get_activation,
     softplus_beta,
 )
+from jaxinterp.models._surrogate import softplus_surrogate
 from jaxinterp.models.cnn import LeNet
 from jaxinterp.models.mlp import MLP
 from jaxinterp.models.model import (
@@ -47,4 +48,5 @@ __all__ = [
     "get_activation",
     "get_model",
     "softplus_beta",
+    "softplus_surrogate",
 ]
