@@ -6,6 +6,7 @@ by default (β-softplus) and never mix examples (no BatchNorm), so per-example i
 gradients and Hessians of a batch are exact.
 """
 
+from jaxinterp.models._surrogate import softplus_surrogate
 from jaxinterp.models.activations import (
     ACTIVATIONS,
     check_beta,
@@ -13,7 +14,6 @@ from jaxinterp.models.activations import (
     get_activation,
     softplus_beta,
 )
-from jaxinterp.models._surrogate import softplus_surrogate
 from jaxinterp.models.cnn import LeNet
 from jaxinterp.models.mlp import MLP
 from jaxinterp.models.model import (
