@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -11,7 +12,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["compile_and_time", "machine"]
+__all__ = ["compile_and_time", "machine", "report"]
 
 
 def compile_and_time(
@@ -64,3 +65,20 @@ def machine() -> dict[str, Any]:
         "jax": jax.__version__,
         "python": platform.python_version(),
     }
+
+
+def report(rows: list[dict], columns: dict[str, Callable[[dict], str]], json_path: str | None):
+    """Prints ``rows`` as a Markdown table and the machine; writes both as JSON if asked.
+
+    Args:
+      columns: header -> formatter of a row.
+    """
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for r in rows:
+        print("| " + " | ".join(fmt(r) for fmt in columns.values()) + " |")
+    info = machine()
+    print(f"\n{info}")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": info, "results": rows}, f, indent=2)

@@ -11,13 +11,12 @@ compile time and the compiled step's temporary memory.
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import numpy as np
 import optax
 
-from benchmarks._timing import compile_and_time, machine
+from benchmarks._timing import compile_and_time, report
 from jaxinterp import models, regularizers, training
 
 
@@ -80,22 +79,20 @@ def main(argv=None):
     rows = []
     for b in args.batch_sizes.split(","):
         rows += bench(args.model, int(b), shape, names, args.repeats)
-    print(
-        "| model | batch | penalty | impl | step ms (median) | ratio to plain "
-        "| compile s | temp MiB |"
+    report(
+        rows,
+        {
+            "model": lambda r: r["model"],
+            "batch": lambda r: str(r["batch_size"]),
+            "penalty": lambda r: r["penalty"],
+            "impl": lambda r: r["impl"],
+            "step ms (median)": lambda r: f"{1e3 * r['median_s']:.1f}",
+            "ratio to plain": lambda r: f"{r['ratio']:.2f}",
+            "compile s": lambda r: f"{r['compile_s']:.1f}",
+            "temp MiB": lambda r: f"{r['temp_bytes'] / 2**20:.1f}",
+        },
+        args.json,
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['batch_size']} | {r['penalty']} | {r['impl']} | "
-            f"{1e3 * r['median_s']:.1f} | {r['ratio']:.2f} | {r['compile_s']:.1f} | "
-            f"{r['temp_bytes'] / 2**20:.1f} |"
-        )
-    info = machine()
-    print(f"\n{info}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": rows}, f, indent=2)
     return rows
 
 

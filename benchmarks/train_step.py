@@ -11,13 +11,12 @@ penalty's step-time ratio.
 from __future__ import annotations
 
 import argparse
-import json
 
 import jax
 import numpy as np
 import optax
 
-from benchmarks._timing import compile_and_time, machine
+from benchmarks._timing import compile_and_time, report
 from jaxinterp import models, training
 
 
@@ -55,18 +54,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for m in args.models.split(",")
         for b in args.batch_sizes.split(",")
     ]
-    print("| model | batch | step ms (median) | examples/s | compile s | temp MiB |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['batch_size']} | {1e3 * r['median_s']:.2f} | "
-            f"{r['examples_per_s']:.0f} | {r['compile_s']:.2f} | {r['temp_bytes'] / 2**20:.1f} |"
-        )
-    info = machine()
-    print(f"\n{info}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": rows}, f, indent=2)
+    report(
+        rows,
+        {
+            "model": lambda r: r["model"],
+            "batch": lambda r: str(r["batch_size"]),
+            "step ms (median)": lambda r: f"{1e3 * r['median_s']:.2f}",
+            "examples/s": lambda r: f"{r['examples_per_s']:.0f}",
+            "compile s": lambda r: f"{r['compile_s']:.2f}",
+            "temp MiB": lambda r: f"{r['temp_bytes'] / 2**20:.1f}",
+        },
+        args.json,
+    )
     return rows
 
 

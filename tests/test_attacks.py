@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxinterp import attacks, data, models
+from jaxinterp import attacks, data
+from tests._fitting import fit_digits_mlp
 
 NUM_CLASSES = 10
 EPS = {"linf": 0.1, "l2": 1.0}  # Digits are 8x8x1 in [0, 1].
@@ -44,25 +45,8 @@ def _mean_ce(apply_fn, params, x, y) -> jax.Array:
 @pytest.fixture(scope="module")
 def setup(data_dir):
     """An MLP trained for 100 full-batch Adam steps on digits, and test examples."""
-    train = data.load_split("digits", "train", data_dir=data_dir)
     test = data.load_split("digits", "test", data_dir=data_dir)
-    model = models.get_model(
-        "mlp", num_classes=NUM_CLASSES, activation="softplus", beta=3.0, hidden=(32,)
-    )
-    x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
-    opt = optax.adam(1e-2)
-
-    @_jit
-    def fit(params):
-        def body(_, carry):
-            params, state = carry
-            grads = jax.grad(_mean_ce, argnums=1)(model.apply_fn, params, x_train, y_train)
-            updates, state = opt.update(grads, state, params)
-            return optax.apply_updates(params, updates), state
-
-        return jax.lax.fori_loop(0, 100, body, (params, opt.init(params)))[0]
-
-    params = fit(model.init(_key(0), x_train[:1]))
+    _, model, params = fit_digits_mlp(data_dir, num_steps=100, key=_key(0))
     x = jnp.asarray(test.images[:NUM_EXAMPLES])
     y = jnp.asarray(test.labels[:NUM_EXAMPLES])
     assert float(jnp.mean(jnp.argmax(model.apply_fn(params, x), -1) == y)) > 0.9

@@ -8,10 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from jaxinterp import attacks, data, models
+from jaxinterp import data, models
 from jaxinterp.attacks._attribution_attacks import (
     frame_target,
     normalized_map,
@@ -22,6 +21,7 @@ from jaxinterp.attacks._attribution_attacks import (
 from jaxinterp.attribution._gradient import gradient
 from jaxinterp.attribution._scores import class_score
 from jaxinterp.models._surrogate import softplus_surrogate
+from tests._fitting import fit_digits_mlp
 
 NUM_CLASSES = 10
 NUM_EXAMPLES = 16
@@ -46,26 +46,8 @@ def grad_attribution(apply_fn, params, x, label):
 @pytest.fixture(scope="module")
 def setup(data_dir):
     """A softplus(β=3) MLP trained for 200 full-batch Adam steps on digits, test examples."""
-    train = data.load_split("digits", "train", data_dir=data_dir)
     test = data.load_split("digits", "test", data_dir=data_dir)
-    module = models.MLP(num_classes=NUM_CLASSES, hidden=(32,), activation="softplus", beta=3.0)
-    model = models.from_linen(module)
-    x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
-    opt = optax.adam(1e-2)
-
-    def mean_ce(params):
-        return jnp.mean(attacks.ce_loss(model.apply_fn(params, x_train), y_train))
-
-    @_jit
-    def fit(params):
-        def body(_, carry):
-            params, state = carry
-            updates, state = opt.update(jax.grad(mean_ce)(params), state, params)
-            return optax.apply_updates(params, updates), state
-
-        return jax.lax.fori_loop(0, 200, body, (params, opt.init(params)))[0]
-
-    params = fit(model.init(_key(0), x_train[:1]))
+    module, model, params = fit_digits_mlp(data_dir, num_steps=200, key=_key(0))
     x = jnp.asarray(test.images[:NUM_EXAMPLES])
     pred = jnp.argmax(model.apply_fn(params, x), -1)
     assert float(jnp.mean(pred == jnp.asarray(test.labels[:NUM_EXAMPLES]))) > 0.9

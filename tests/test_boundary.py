@@ -7,19 +7,19 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from jaxinterp import data, models
+from jaxinterp import data
 from jaxinterp.attacks._boundary import DEFAULT_EPSILONS, boundary_search
 from jaxinterp.attacks._carlini_wagner import carlini_wagner_l2
-from jaxinterp.attacks._losses import ce_loss, margin_loss
+from jaxinterp.attacks._losses import margin_loss
 from jaxinterp.attacks._pgd import pgd
 from jaxinterp.attribution._boundary import big, bsg, bsm
 from jaxinterp.attribution._gradient import gradient
 from jaxinterp.attribution._integrated_gradients import integrated_gradients
 from jaxinterp.attribution._scores import class_score
 from jaxinterp.attribution._smooth import smooth
+from tests._fitting import fit_digits_mlp
 
 NUM_EXAMPLES = 32
 
@@ -41,23 +41,8 @@ def _l2(v) -> np.ndarray:
 @pytest.fixture(scope="module")
 def setup(data_dir):
     """An MLP trained for 150 full-batch Adam steps on digits, and correctly classified tests."""
-    train = data.load_split("digits", "train", data_dir=data_dir)
     test = data.load_split("digits", "test", data_dir=data_dir)
-    model = models.get_model("mlp", num_classes=10, activation="softplus", beta=3.0, hidden=(32,))
-    x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
-    opt = optax.adam(1e-2)
-
-    @_jit
-    def fit(params):
-        def body(_, carry):
-            params, state = carry
-            loss = lambda p: jnp.mean(ce_loss(model.apply_fn(p, x_train), y_train))  # noqa: E731
-            updates, state = opt.update(jax.grad(loss)(params), state, params)
-            return optax.apply_updates(params, updates), state
-
-        return jax.lax.fori_loop(0, 150, body, (params, opt.init(params)))[0]
-
-    params = fit(model.init(_key(0), x_train[:1]))
+    _, model, params = fit_digits_mlp(data_dir, num_steps=150, key=_key(0))
     x, y = jnp.asarray(test.images), jnp.asarray(test.labels)
     ok = np.flatnonzero(np.asarray(jnp.argmax(model.apply_fn(params, x), -1) == y))
     assert ok.size > 0.9 * x.shape[0]

@@ -7,10 +7,9 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from jaxinterp import attacks, data, models
+from jaxinterp import attacks, data
 from jaxinterp.attribution._regularized_adversarial import (
     gaussian_smoothing,
     l1_norm,
@@ -18,6 +17,7 @@ from jaxinterp.attribution._regularized_adversarial import (
     total_variation,
 )
 from jaxinterp.attribution._relex import relex
+from tests._fitting import fit_digits_mlp
 
 NUM_CLASSES = 10
 NUM_EXAMPLES = 16
@@ -36,27 +36,8 @@ def _jit(fun, **kwargs):
 @pytest.fixture(scope="module")
 def setup(data_dir):
     """A softplus(β=3) MLP trained for 200 full-batch Adam steps on digits, test examples."""
-    train = data.load_split("digits", "train", data_dir=data_dir)
     test = data.load_split("digits", "test", data_dir=data_dir)
-    model = models.get_model(
-        "mlp", num_classes=NUM_CLASSES, activation="softplus", beta=3.0, hidden=(32,)
-    )
-    x_train, y_train = jnp.asarray(train.images), jnp.asarray(train.labels)
-    opt = optax.adam(1e-2)
-
-    def mean_ce(params):
-        return jnp.mean(attacks.ce_loss(model.apply_fn(params, x_train), y_train))
-
-    @_jit
-    def fit(params):
-        def body(_, carry):
-            params, state = carry
-            updates, state = opt.update(jax.grad(mean_ce)(params), state, params)
-            return optax.apply_updates(params, updates), state
-
-        return jax.lax.fori_loop(0, 200, body, (params, opt.init(params)))[0]
-
-    params = fit(model.init(_key(0), x_train[:1]))
+    _, model, params = fit_digits_mlp(data_dir, num_steps=200, key=_key(0))
     x = jnp.asarray(test.images[:NUM_EXAMPLES])
     y = jnp.asarray(test.labels[:NUM_EXAMPLES])
     assert float(jnp.mean(jnp.argmax(model.apply_fn(params, x), -1) == y)) > 0.9
