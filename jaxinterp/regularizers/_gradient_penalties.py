@@ -41,7 +41,8 @@ def input_gradient_norm(*, score: str = "loss", impl: str = "fast") -> Callable:
 
     Args:
       score: ``loss``, ``logit`` (true class) or ``log_softmax``.
-      impl: ``fast`` (reverse-over-forward, METHODS §1.7) or ``autodiff`` (double backprop).
+      impl: ``fast`` (reverse-over-forward, METHODS §1.7) or ``autodiff`` (double backprop);
+        ``fast`` measured 2.15× a plain step vs 2.31× (XLA on CPU, LeNet CNN, batch 128).
 
     Returns:
       ``penalty(apply_fn, params, x [B, ...], y [B], *, key) -> (R, {})``; ``key`` unused.
@@ -72,7 +73,7 @@ def gradient_alignment(
     noise: str = "uniform",
     detach_source: bool = True,
     score: str = "logit",
-    impl: str = "fast",
+    impl: str = "autodiff",
 ) -> Callable:
     """Local gradient alignment, ℓ2 + cosine.
 
@@ -89,7 +90,10 @@ def gradient_alignment(
       noise: ``uniform`` or ``gaussian``.
       detach_source: stop the gradient through ``g(x)`` (the reference default).
       score: what ``g`` differentiates (reference: the true-class ``logit``).
-      impl: ``fast`` or ``autodiff``.
+      impl: ``fast`` (reverse over one jvp at ``x + δ``) or ``autodiff``. The default is
+        ``autodiff``: with XLA on CPU it measured faster (train step 3.09× a plain step vs
+        3.44× for ``fast``; LeNet CNN, 32×32×3, batch 128), as reverse-over-reverse reuses
+        the forward residuals that the jvp recomputes.
 
     Returns:
       ``penalty(apply_fn, params, x, y, *, key) -> (R, {"l2", "cosd"})`` (unweighted terms).
@@ -135,7 +139,7 @@ def gradient_alignment(
     return penalty
 
 
-def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "fast") -> Callable:
+def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "autodiff") -> Callable:
     """Curvature regularization by finite differences (CURE).
 
     ``g = ∇ₓ L(x)``, ``z = h · sign(g) / ‖sign(g)‖`` (a constant direction),
@@ -145,7 +149,8 @@ def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "fast") 
     Args:
       h: finite-difference step in pixel units (the reference anneals to 1.5 / 255 on CIFAR).
       score: what is differentiated (reference: the ``loss``).
-      impl: ``fast`` or ``autodiff``.
+      impl: ``fast`` or ``autodiff`` (default: measured faster with XLA on CPU, 3.90× a
+        plain step vs 6.80× for ``fast``; LeNet CNN, 32×32×3, batch 128).
 
     Returns:
       ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``; ``key`` unused.

