@@ -21,7 +21,7 @@ from jaxinterp.attacks._attribution_attacks import (
 from jaxinterp.attribution._gradient import gradient
 from jaxinterp.attribution._scores import class_score
 from jaxinterp.models._surrogate import softplus_surrogate
-from tests._fitting import fit_digits_mlp
+from tests._fitting import fit_digits, fit_digits_mlp
 
 NUM_CLASSES = 10
 NUM_EXAMPLES = 16
@@ -107,6 +107,28 @@ def test_topk_attack_keeps_label_and_beats_noise(setup):
     inter_noise = topk_intersection(h0, h_noise, K)
     assert float(inter_adv.mean()) < float(inter_noise.mean())
     assert float(inter_adv.mean()) < 1.0
+
+
+def test_topk_attack_on_a_softplus_cnn_trained_on_digits(data_dir):
+    module = models.LeNet(
+        num_classes=NUM_CLASSES, channels=(8, 8, 16, 16), hidden=32, activation="softplus", beta=3.0
+    )
+    _, model, params = fit_digits(data_dir, module, num_steps=150, key=_key(0), fast_compile=False)
+    test = data.load_split("digits", "test", data_dir=data_dir)
+    x = jnp.asarray(test.images[:NUM_EXAMPLES])
+    pred = jnp.argmax(model.apply_fn(params, x), -1)
+    assert float(jnp.mean(pred == jnp.asarray(test.labels[:NUM_EXAMPLES]))) > 0.85
+    attack = jax.jit(
+        topk_attack(grad_attribution, epsilon=EPS, num_steps=10, k=K), static_argnums=0
+    )
+    res = attack(model.apply_fn, params, x)
+    _check_threat_model(res.x_adv, x)
+    assert bool(jnp.all(jnp.argmax(model.apply_fn(params, res.x_adv), -1) == pred))
+    h0 = normalized_map(grad_attribution(model.apply_fn, params, x, pred))
+    noise = EPS * jnp.sign(jax.random.normal(_key(7), x.shape))
+    x_noise = jnp.clip(x + noise, 0.0, 1.0)
+    h_noise = normalized_map(grad_attribution(model.apply_fn, params, x_noise, pred))
+    assert float(res.score.mean()) < float(topk_intersection(h0, h_noise, K).mean())
 
 
 def test_targeted_manipulation_moves_map_toward_target(setup):
