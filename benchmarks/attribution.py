@@ -1,7 +1,7 @@
 """Attribution throughput: images/s and compiled memory per method.
 
 ``python -m benchmarks.attribution [--model cnn] [--batch-size 32] [--input-shape 32,32,3]
-[--methods ...] [--repeats 5] [--json FILE]``
+[--methods ...] [--repeats 5] [--warmup 3] [--json FILE]``
 
 Each method runs jitted on a batch of random inputs for the model's predicted class; the
 time is the median of repeats after warm-up (compile excluded, reported separately).
@@ -72,6 +72,7 @@ def main(argv=None):
     p.add_argument("--input-shape", default="32,32,3")
     p.add_argument("--methods", default=None, help="comma-separated; default: all")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls after compiling")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     shape = tuple(int(s) for s in args.input_shape.split(","))
@@ -84,7 +85,9 @@ def main(argv=None):
     rows = []
     for name in names:
         fn = functools.partial(methods[name], model.apply_fn)
-        t = compile_and_time(fn, params, x, target, jax.random.PRNGKey(1), repeats=args.repeats)
+        t = compile_and_time(
+            fn, params, x, target, jax.random.PRNGKey(1), repeats=args.repeats, warmup=args.warmup
+        )
         rows.append(
             {
                 "method": name,
