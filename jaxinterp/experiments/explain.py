@@ -46,7 +46,7 @@ def _relex(apply_fn, params, x, target, key):
 
 
 def _regadv(apply_fn, params, x, target, key):
-    return attribution.regularized_adversarial(epsilon=0.1, num_steps=20)(
+    return attribution.regularized_adversarial(epsilon=0.1, num_steps=20, l1=0.01, tv=0.01)(
         apply_fn, params, x, target, key=key
     )
 
