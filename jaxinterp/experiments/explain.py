@@ -67,6 +67,14 @@ METHODS: dict[str, Callable] = {
 }
 
 
+def _check_methods(methods: Sequence[str]) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ValueError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}"
+        )
+
+
 def heatmap(a: np.ndarray) -> np.ndarray:
     """``[B, H, W, C] -> [B, H, W]``: ``Σ_c |a|``, scaled to [0, 1] per example."""
     h = np.abs(np.asarray(a, np.float64)).sum(-1)
@@ -78,9 +86,7 @@ def compute_attributions(
     apply_fn, params, x: np.ndarray, target: np.ndarray, methods: Sequence[str], *, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]``."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    _check_methods(methods)
     key = jax.random.PRNGKey(seed)
     out = {}
     for i, name in enumerate(methods):
@@ -135,11 +141,7 @@ def explain(
         raise ValueError(f"--out must be a .png file, got {out!r}")
     if num_examples < 1:
         raise ValueError(f"num_examples must be >= 1, got {num_examples}")
-    unknown = [m for m in methods if m not in METHODS]
-    if not methods or unknown:
-        raise ValueError(
-            f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}"
-        )
+    _check_methods(methods)
     trained = load_trained(workdir)
     split_data = data.load_split(
         trained.config.dataset, split, data_dir=trained.config.data_dir or None

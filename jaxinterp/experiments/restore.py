@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from jaxinterp import data, models, training
-from jaxinterp.experiments.setup import model_from_config, optimizer_from_config
+from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
 
 __all__ = ["Trained", "load_trained"]
 
@@ -41,7 +41,7 @@ def load_trained(workdir: str, *, step: int | None = None) -> Trained:
         config = ml_collections.ConfigDict(json.load(f))
     info = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
     model = model_from_config(config, info.num_classes)
-    init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    init_key, run_key = run_keys(config)
     params = jax.eval_shape(model.init, init_key, np.asarray(info.images[:1]))
     tx, schedule = optimizer_from_config(config)
     target = jax.eval_shape(lambda p: training.create_train_state(p, tx, key=run_key), params)

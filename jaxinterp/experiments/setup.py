@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
 from jaxinterp import models, training
 
-__all__ = ["model_from_config", "optimizer_from_config"]
+__all__ = ["model_from_config", "optimizer_from_config", "run_keys"]
 
 
 def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> models.Model:
@@ -39,3 +40,9 @@ def optimizer_from_config(
         grad_clip_norm=config.grad_clip_norm or None,
     )
     return tx, schedule
+
+
+def run_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, run_key)`` of a run: params init and the train state's base key."""
+    init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    return init_key, run_key

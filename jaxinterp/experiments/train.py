@@ -16,7 +16,7 @@ from jaxinterp import data, training
 from jaxinterp.data import batching
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.penalties import build_penalty
-from jaxinterp.experiments.setup import model_from_config, optimizer_from_config
+from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
 from jaxinterp.training import parallel
 
 __all__ = ["RESUMABLE_FIELDS", "evaluate", "train_and_evaluate"]
@@ -125,7 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train = data.load_split(config.dataset, "train", data_dir=config.data_dir or None)
     test = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
     model = model_from_config(config, train.num_classes)
-    init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    init_key, run_key = run_keys(config)
     sample = np.asarray(train.images[:1])
     params = jax.jit(model.init)(init_key, sample)
     out = jax.eval_shape(model.apply_fn, params, sample)
