@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 
-__all__ = ["compile_and_time", "machine", "report"]
+__all__ = ["compile_and_time", "machine", "parse_ints", "report", "time_calls"]
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    *,
+    repeats: int,
+    warmup: int,
+    sync: Callable[[Any], Any] = jax.block_until_ready,
+) -> dict[str, float]:
+    """Times ``sync(fn())``: ``warmup`` untimed calls, then the median and min of ``repeats``.
+
+    ``fn`` may carry state between calls (e.g. a donated train state it replaces); ``sync``
+    waits for the result (``jax.block_until_ready``; the identity for eager PyTorch on CPU).
+    """
+    for _ in range(warmup):
+        sync(fn())
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
 def compile_and_time(
@@ -30,48 +54,81 @@ def compile_and_time(
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t)
-    mem = compiled.memory_analysis()
-    temp = getattr(mem, "temp_size_in_bytes", -1) if mem is not None else -1
-    return {
-        "compile_s": compile_s,
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "temp_bytes": int(temp),
-    }
+    timing = time_calls(lambda: compiled(*args), repeats=repeats, warmup=warmup)
+    return {"compile_s": compile_s, **timing, "temp_bytes": temp_bytes(compiled)}
 
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
+def temp_bytes(compiled: Any) -> int:
+    """The temporary (scratch) memory of a compiled executable, or -1 if not reported."""
+    try:
+        mem = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - some backends raise instead of returning None
+        return -1
+    return int(getattr(mem, "temp_size_in_bytes", -1)) if mem is not None else -1
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"32,128"`` -> ``[32, 128]``."""
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
+    return cpu
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, JAX backend and devices, versions.
+
+    ``torch`` (with its thread count) and ``captum`` are included when already imported.
+    """
     dev = jax.devices()[0]
-    return {
-        "cpu": cpu,
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "backend": jax.default_backend(),
         "device_kind": dev.device_kind,
         "device_count": jax.device_count(),
-        "jax": jax.__version__,
         "python": platform.python_version(),
+        "platform": platform.platform(),
     }
+    for dist in ("jax", "jaxlib", "flax", "optax", "numpy"):
+        info[dist] = _version(dist)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    if "captum" in sys.modules:
+        info["captum"] = _version("captum")
+    if os.environ.get("XLA_FLAGS"):
+        info["xla_flags"] = os.environ["XLA_FLAGS"]
+    return info
 
 
-def report(rows: list[dict], columns: dict[str, Callable[[dict], str]], json_path: str | None):
+def report(
+    rows: list[dict],
+    columns: dict[str, Callable[[dict], str]],
+    json_path: str | None,
+    *,
+    meta: dict[str, Any] | None = None,
+) -> None:
     """Prints ``rows`` as a Markdown table and the machine; writes both as JSON if asked.
 
     Args:
       columns: header -> formatter of a row.
+      meta: extra top-level JSON fields (settings, targets, ...).
     """
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
@@ -81,4 +138,4 @@ def report(rows: list[dict], columns: dict[str, Callable[[dict], str]], json_pat
     print(f"\n{info}")
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"machine": info, "results": rows}, f, indent=2)
+            json.dump({"machine": info, **(meta or {}), "results": rows}, f, indent=2)
