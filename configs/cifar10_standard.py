@@ -5,8 +5,8 @@ weight decay 4e-5, batch 128, gradient clipping at norm 0.5. Needs the data:
 `jaxinterp prepare --dataset cifar10`.
 """
 
-from jaxinterp.experiments.defaults import standard_config
+from jaxinterp.experiments.defaults import experiment_config
 
 
 def get_config():
-    return standard_config("cifar10")
+    return experiment_config("standard", "cifar10")

@@ -1,13 +1,7 @@
 """Activation sensitivity over all layers (METHODS §1.4) on digits."""
 
-import ml_collections
-
-from jaxinterp.experiments.defaults import standard_config
+from jaxinterp.experiments.defaults import experiment_config
 
 
 def get_config():
-    c = standard_config("digits")
-    c.penalties.act_sens = ml_collections.ConfigDict(
-        dict(penalty="activation_sensitivity", weight=0.1, estimator="jvp", num_probes=1)
-    )
-    return c
+    return experiment_config("act_sens", "digits")

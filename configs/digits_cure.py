@@ -1,11 +1,7 @@
 """Curvature regularization by finite differences, CURE (METHODS §1.5) on digits."""
 
-import ml_collections
-
-from jaxinterp.experiments.defaults import standard_config
+from jaxinterp.experiments.defaults import experiment_config
 
 
 def get_config():
-    c = standard_config("digits")
-    c.penalties.cure = ml_collections.ConfigDict(dict(penalty="curvature", weight=1.0, h=0.05))
-    return c
+    return experiment_config("cure", "digits")

@@ -1,7 +1,7 @@
 """Standard training (cross-entropy only) of the softplus CNN on the embedded digits."""
 
-from jaxinterp.experiments.defaults import standard_config
+from jaxinterp.experiments.defaults import experiment_config
 
 
 def get_config():
-    return standard_config("digits")
+    return experiment_config("standard", "digits")

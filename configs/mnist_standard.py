@@ -3,8 +3,8 @@
 Needs the data: `jaxinterp prepare --dataset mnist`.
 """
 
-from jaxinterp.experiments.defaults import standard_config
+from jaxinterp.experiments.defaults import experiment_config
 
 
 def get_config():
-    return standard_config("mnist")
+    return experiment_config("standard", "mnist")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-__all__ = ["base_config", "standard_config"]
+__all__ = ["EXPERIMENTS", "base_config", "experiment_config", "penalty_spec", "standard_config"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -75,4 +75,72 @@ def standard_config(dataset: str) -> ml_collections.ConfigDict:
         c.eval_every = 3_910
     else:
         raise ValueError(f"no standard config for dataset {dataset!r}")
+    return c
+
+
+# The attack radius of the adversarial baselines per dataset: (epsilon, num_steps, step_size).
+_ATTACK = {
+    "digits": (0.1, 5, None),
+    "digits_canvas": (0.1, 5, None),
+    "mnist": (0.3, 40, 0.01),
+    "cifar10": (8 / 255, 10, 2 / 255),
+}
+# The local-gradient-alignment noise radius per dataset (4/255 on CIFAR-10, Joo et al.).
+_LGA_EPSILON = {"digits": 0.05, "digits_canvas": 0.05, "mnist": 0.05, "cifar10": 4 / 255}
+_CURE_H = {"digits": 0.05, "digits_canvas": 0.05, "mnist": 0.05, "cifar10": 1.5 / 255}
+
+# experiment name -> the penalty entry it adds to the standard config (none for standard).
+EXPERIMENTS = ("standard", "input_grad", "hessian", "lga", "act_sens", "cure", "pgd_at", "trades")
+
+
+def penalty_spec(experiment: str, dataset: str) -> dict:
+    """The ``config.penalties`` entry of ``experiment`` on ``dataset`` (the reference values).
+
+    Raises:
+      ValueError: for an unknown experiment or dataset.
+    """
+    if experiment not in EXPERIMENTS or experiment == "standard":
+        raise ValueError(f"unknown experiment {experiment!r}; known: {', '.join(EXPERIMENTS[1:])}")
+    if dataset not in _ATTACK:
+        raise ValueError(
+            f"no experiment configs for dataset {dataset!r}; known: {', '.join(_ATTACK)}"
+        )
+    eps, steps, step_size = _ATTACK[dataset]
+    attack = dict(epsilon=eps, num_steps=steps)
+    if step_size is not None:
+        attack["step_size"] = step_size
+    return {
+        "input_grad": dict(penalty="input_gradient_norm", weight=0.1),
+        "hessian": dict(penalty="hessian_norm", weight=1e-3, num_probes=1, score="logit"),
+        "lga": dict(
+            penalty="gradient_alignment",
+            weight=1.0,
+            lambda_l2=0.01,
+            lambda_cos=1.0,
+            epsilon=_LGA_EPSILON[dataset],
+        ),
+        "act_sens": dict(
+            penalty="activation_sensitivity", weight=0.1, estimator="jvp", num_probes=1
+        ),
+        "cure": dict(penalty="curvature", weight=1.0, h=_CURE_H[dataset]),
+        "pgd_at": dict(penalty="adversarial_training", weight=1.0, **attack),
+        "trades": dict(penalty="trades", weight=6.0, **attack),
+    }[experiment]
+
+
+def experiment_config(experiment: str, dataset: str) -> ml_collections.ConfigDict:
+    """:func:`standard_config` of ``dataset`` plus the penalty of ``experiment``.
+
+    ``pgd_at`` trains on adversarial examples only (``ce_weight = 0``, Madry et al.).
+    """
+    if dataset == "digits_canvas":
+        c = standard_config("digits")
+        c.dataset = "digits_canvas"
+    else:
+        c = standard_config(dataset)
+    if experiment == "standard":
+        return c
+    c.penalties[experiment] = ml_collections.ConfigDict(penalty_spec(experiment, dataset))
+    if experiment == "pgd_at":
+        c.ce_weight = 0.0
     return c

@@ -14,7 +14,7 @@ import numpy as np
 from jaxinterp import attacks, attribution, data
 from jaxinterp.experiments.restore import load_trained
 
-__all__ = ["METHODS", "compute_attributions", "explain", "heatmap"]
+__all__ = ["METHODS", "check_methods", "compute_attributions", "explain", "heatmap"]
 
 
 def _score_based(method: Callable) -> Callable:
@@ -67,7 +67,8 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def _check_methods(methods: Sequence[str]) -> None:
+def check_methods(methods: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming the methods not in :data:`METHODS`."""
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
         raise ValueError(
@@ -86,7 +87,7 @@ def compute_attributions(
     apply_fn, params, x: np.ndarray, target: np.ndarray, methods: Sequence[str], *, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]``."""
-    _check_methods(methods)
+    check_methods(methods)
     key = jax.random.PRNGKey(seed)
     out = {}
     for i, name in enumerate(methods):
@@ -141,7 +142,7 @@ def explain(
         raise ValueError(f"--out must be a .png file, got {out!r}")
     if num_examples < 1:
         raise ValueError(f"num_examples must be >= 1, got {num_examples}")
-    _check_methods(methods)
+    check_methods(methods)
     trained = load_trained(workdir)
     split_data = data.load_split(
         trained.config.dataset, split, data_dir=trained.config.data_dir or None
