@@ -1,0 +1,98 @@
+"""Explanation-quality metrics (METHODS §4): per example, jittable, with a batch accumulator.
+
+Every metric returns one float32 value per example, shape ``[B]`` (the dict-valued ones a
+dict of such arrays), never a batch mean: merge batches with :class:`Accumulator`. Images
+are channels-last ``[B, H, W, C]``; a *map* is ``[B, H, W]``; a *pixel* is one position
+with all its channels. Hyperparameters that fix shapes (``num_steps``, ``num_samples``,
+``num_draws``, ``window_size``, ``k``) are Python ints, bound with ``functools.partial``
+before ``jax.jit``; randomness is a keyword-only ``key``. Inputs are checked at the Python
+boundary (shapes always, values only outside ``jit``).
+
+* Faithfulness: :func:`deletion_auc`, :func:`insertion_auc` (and their
+  :func:`perturbation_curve`), :func:`infidelity`, :func:`completeness_delta`.
+* Robustness to random noise: :func:`max_sensitivity`,
+  :func:`random_perturbation_similarity` of :func:`heatmap` under :data:`SIMILARITIES`
+  (:func:`pearson`, :func:`ssim`, :func:`cosine_similarity`, :func:`mse`).
+* Robustness to attribution attacks: :func:`attack_robustness`, from
+  :func:`topk_intersection`, :func:`spearman`, :func:`kendall_tau`,
+  :func:`center_of_mass_shift`.
+* Localisation: :func:`energy_game`, :func:`pointing_game`, :func:`box_mask`.
+* Sparseness: :func:`gini`. Retrieval rate: :func:`retrieval`. APE: :func:`ape`.
+
+Example::
+
+    import functools
+    import jax
+    from jaxinterp import attribution, metrics
+
+    score_fn = attribution.class_score(apply_fn, params, y, kind="softmax")
+    explain = lambda z: attribution.gradient(attribution.class_score(apply_fn, params, y), z)
+    deletion = jax.jit(functools.partial(metrics.deletion_auc, score_fn, num_steps=16))
+
+    accs = {}
+    for i, (x, y) in enumerate(batches):
+        phi = explain(x)
+        accs = metrics.accumulate(accs, {
+            "deletion": deletion(x, phi),
+            "gini": metrics.gini(phi),
+            "rps": metrics.random_perturbation_similarity(
+                explain, x, key=jax.random.fold_in(key, i)),
+        })
+    summary = {name: acc.compute() for name, acc in accs.items()}  # mean, std, count
+"""
+
+from jaxinterp.attacks._attribution_attacks import topk_intersection
+from jaxinterp.metrics._accumulator import Accumulator, accumulate
+from jaxinterp.metrics._ape import ape
+from jaxinterp.metrics._attack_robustness import (
+    attack_robustness,
+    center_of_mass,
+    center_of_mass_shift,
+)
+from jaxinterp.metrics._faithfulness import (
+    SUBSTRATES,
+    completeness_delta,
+    deletion_auc,
+    infidelity,
+    insertion_auc,
+    perturbation_curve,
+)
+from jaxinterp.metrics._localisation import box_mask, energy_game, pointing_game
+from jaxinterp.metrics._rank import average_ranks, kendall_tau, spearman
+from jaxinterp.metrics._retrieval import retrieval
+from jaxinterp.metrics._robustness import heatmap, max_sensitivity, random_perturbation_similarity
+from jaxinterp.metrics._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
+from jaxinterp.metrics._sparseness import gini
+
+# One name per line, sorted; a new module's names go in an import above and here.
+__all__ = [
+    "SIMILARITIES",
+    "SUBSTRATES",
+    "Accumulator",
+    "accumulate",
+    "ape",
+    "attack_robustness",
+    "average_ranks",
+    "box_mask",
+    "center_of_mass",
+    "center_of_mass_shift",
+    "completeness_delta",
+    "cosine_similarity",
+    "deletion_auc",
+    "energy_game",
+    "gini",
+    "heatmap",
+    "infidelity",
+    "insertion_auc",
+    "kendall_tau",
+    "max_sensitivity",
+    "mse",
+    "pearson",
+    "perturbation_curve",
+    "pointing_game",
+    "random_perturbation_similarity",
+    "retrieval",
+    "spearman",
+    "ssim",
+    "topk_intersection",
+]

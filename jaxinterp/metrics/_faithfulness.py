@@ -1,0 +1,303 @@
+"""Faithfulness: does the score of the model follow what the attribution says matters?
+
+Every function takes a per-example score ``score_fn(x [B, ...]) -> [B]`` (for instance
+``attribution.class_score(apply_fn, params, y, kind="softmax")``), the inputs ``x`` and an
+attribution shaped like ``x``, and returns one value per example ``[B]`` (float32). The
+perturbed copies of ``x`` (steps or noise draws) are evaluated as a ``vmap`` over copies
+(``chunk_size=None``: all copies at once, ``score_fn`` sees batches of ``B``) or a
+``lax.map`` with ``batch_size=chunk_size`` (bounded memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinterp.attribution._scores import ScoreFn, checked_score
+from jaxinterp.metrics._common import (
+    check_batch,
+    check_chunk_size,
+    check_like,
+    check_positive,
+    check_positive_int,
+    descending_ranks,
+    map_draws,
+    pixel_scores,
+    pixel_shape,
+    row_sum,
+)
+
+__all__ = [
+    "SUBSTRATES",
+    "completeness_delta",
+    "deletion_auc",
+    "infidelity",
+    "insertion_auc",
+    "perturbation_curve",
+]
+
+SUBSTRATES: tuple[str, ...] = ("zeros", "mean", "blur")
+"""What replaces deleted pixels (deletion) or what insertion starts from."""
+
+
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """``[n, n]`` Gaussian weights ``exp(−(i − j)² / 2σ²)``, each row normalised to sum 1."""
+    i = np.arange(n, dtype=np.float64)
+    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def blur(x: jax.Array, sigma: float) -> jax.Array:
+    """Separable Gaussian blur of ``[B, H, W, C]``, each channel on its own.
+
+    ``b_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] x_{h',w'}``, ``K[i, j] ∝ exp(−(i−j)²/2σ²)``
+    normalised per row: a weighted mean over the pixels inside the image (no padding, so a
+    constant image stays constant).
+    """
+    k_h = jnp.asarray(_gaussian_matrix(x.shape[1], sigma), x.dtype)
+    k_w = jnp.asarray(_gaussian_matrix(x.shape[2], sigma), x.dtype)
+    return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, x)
+
+
+def _substrate(x: jax.Array, substrate: Any, blur_sigma: float | None) -> jax.Array:
+    if blur_sigma is not None and not (isinstance(substrate, str) and substrate == "blur"):
+        raise ValueError(f"blur_sigma applies to substrate='blur' only, got {substrate!r}")
+    if not isinstance(substrate, str):
+        return check_like(substrate, x, "substrate")
+    if substrate == "zeros":
+        return jnp.zeros_like(x)
+    if substrate == "mean":
+        axes = tuple(range(1, x.ndim - 1)) if x.ndim >= 3 else (1,)
+        return jnp.broadcast_to(jnp.mean(x, axis=axes, keepdims=True), x.shape)
+    if substrate == "blur":
+        if x.ndim != 4:
+            raise ValueError(f"substrate='blur' needs images [B, H, W, C], got shape {x.shape}")
+        sigma = x.shape[1] / 8 if blur_sigma is None else check_positive("blur_sigma", blur_sigma)
+        return blur(x, sigma)
+    raise ValueError(
+        f"unknown substrate {substrate!r}; expected one of {', '.join(SUBSTRATES)}"
+        " or an array shaped like x"
+    )
+
+
+def perturbation_curve(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    attribution: jax.Array,
+    *,
+    mode: str = "deletion",
+    num_steps: int = 16,
+    substrate: str | jax.Array = "zeros",
+    blur_sigma: float | None = None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Scores along the deletion or insertion path of an attribution, ``[B, num_steps + 1]``.
+
+    Pixels (all channels of a position; entries of a flat ``[B, D]`` input) are ranked by
+    ``r = Σ_c a`` (signed), highest first, ties by lower flat index. With ``P`` pixels and
+    ``T = num_steps``, step ``t = 0..T`` changes the top ``n_t = ⌊t·P/T + ½⌋`` pixels:
+    deletion replaces them in ``x`` by the substrate ``x̃``; insertion starts from ``x̃`` and
+    puts back the pixels of ``x``. Column ``t`` holds ``score_fn`` of the step-``t`` input.
+
+    Args:
+      score_fn: ``score_fn(x [B, ...]) -> [B]``.
+      x: Inputs ``[B, H, W, C]`` (channels last) or ``[B, D]``.
+      attribution: Shaped like ``x``.
+      mode: ``"deletion"`` or ``"insertion"``.
+      num_steps: ``T >= 1``, a Python int.
+      substrate: ``"zeros"``; ``"mean"`` (per-example, per-channel mean of ``x``); ``"blur"``
+        (Gaussian blur of ``x``, σ = ``blur_sigma`` or ``H / 8`` pixels, images only); or an
+        array shaped like ``x``.
+      blur_sigma: σ in pixels for ``substrate="blur"``.
+      chunk_size: ``None``: all ``T + 1`` inputs in one ``vmap``; else ``lax.map`` with this
+        ``batch_size``.
+
+    Returns:
+      ``[B, T + 1]`` scores.
+
+    Raises:
+      ValueError: Mismatched shapes, an unknown mode or substrate, bad hyperparameters.
+
+    References:
+      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
+      models", BMVC 2018.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    steps = check_positive_int("num_steps", num_steps)
+    chunk_size = check_chunk_size(chunk_size)
+    x = check_batch(x, "x", ndims=(2, 4))
+    a = check_like(attribution, x, "attribution")
+    base = _substrate(x, substrate, blur_sigma).astype(x.dtype)
+    rank = descending_ranks(pixel_scores(a, absolute=False))  # [B, P]
+    num_pixels = rank.shape[1]
+    counts = jnp.asarray(
+        [(2 * t * num_pixels + steps) // (2 * steps) for t in range(steps + 1)], jnp.int32
+    )
+    mask_shape = (x.shape[0], *pixel_shape(x)) + ((1,) if x.ndim >= 3 else ())
+
+    def score_at(n: jax.Array) -> jax.Array:
+        changed = jnp.broadcast_to((rank < n).reshape(mask_shape), x.shape)
+        z = jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
+        return checked_score(score_fn, z)
+
+    return map_draws(score_at, counts, chunk_size).T.astype(jnp.float32)
+
+
+def _auc(curve: jax.Array) -> jax.Array:
+    """Trapezoid rule with spacing ``1/T`` over ``T + 1`` points: ``[B, T+1] -> [B]``."""
+    steps = curve.shape[1] - 1
+    return (jnp.sum(curve, axis=1) - 0.5 * (curve[:, 0] + curve[:, -1])) / steps
+
+
+def deletion_auc(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    attribution: jax.Array,
+    *,
+    num_steps: int = 16,
+    substrate: str | jax.Array = "zeros",
+    blur_sigma: float | None = None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Area under the deletion curve, ``[B]``: lower means a more faithful attribution.
+
+    ``AUC = (1/T) (s_0/2 + s_1 + … + s_{T−1} + s_T/2)``, the trapezoid rule with spacing
+    ``1/T`` over the scores ``s_t`` of :func:`perturbation_curve` (``mode="deletion"``); in
+    ``[0, 1]`` when the score is a probability. Arguments as :func:`perturbation_curve`.
+
+    References:
+      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
+      models", BMVC 2018.
+    """
+    return _auc(
+        perturbation_curve(
+            score_fn,
+            x,
+            attribution,
+            mode="deletion",
+            num_steps=num_steps,
+            substrate=substrate,
+            blur_sigma=blur_sigma,
+            chunk_size=chunk_size,
+        )
+    )
+
+
+def insertion_auc(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    attribution: jax.Array,
+    *,
+    num_steps: int = 16,
+    substrate: str | jax.Array = "blur",
+    blur_sigma: float | None = None,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Area under the insertion curve, ``[B]``: higher means a more faithful attribution.
+
+    The trapezoid AUC (as :func:`deletion_auc`) of :func:`perturbation_curve` with
+    ``mode="insertion"``: start from the substrate (a blurred ``x`` by default) and put the
+    pixels of ``x`` back, most important first.
+
+    References:
+      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
+      models", BMVC 2018.
+    """
+    return _auc(
+        perturbation_curve(
+            score_fn,
+            x,
+            attribution,
+            mode="insertion",
+            num_steps=num_steps,
+            substrate=substrate,
+            blur_sigma=blur_sigma,
+            chunk_size=chunk_size,
+        )
+    )
+
+
+def infidelity(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    attribution: jax.Array,
+    *,
+    key: jax.Array,
+    num_samples: int = 16,
+    noise_scale: float = 0.1,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Explanation infidelity, ``[B]``: how badly ``φ`` predicts the effect of perturbations.
+
+    ``INFD(φ, s, x) = E_I[(Iᵀφ − (s(x) − s(x − I)))²]``, ``I ~ N(0, σ² Id)`` over all
+    entries of ``x``, estimated by the mean over ``num_samples`` draws (no rescaling of
+    ``φ``). The draws are shared by the examples of a batch (common random numbers), so an
+    example's value depends on ``key`` and the example only, not on ``B`` or its batch
+    neighbours; fold a batch index into ``key`` for independent draws across batches. Zero
+    for ``φ = ∇s`` when ``s`` is linear.
+
+    Args:
+      score_fn: ``score_fn(x [B, ...]) -> [B]``.
+      x: Inputs ``[B, ...]``.
+      attribution: ``φ``, shaped like ``x``.
+      key: PRNG key.
+      num_samples: Number of draws ``>= 1``, a Python int.
+      noise_scale: ``σ > 0``.
+      chunk_size: ``None`` (all draws in one ``vmap``) or the ``lax.map`` batch size.
+
+    References:
+      Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (in)fidelity and sensitivity of
+      explanations", NeurIPS 2019.
+    """
+    num_samples = check_positive_int("num_samples", num_samples)
+    noise_scale = check_positive("noise_scale", noise_scale)
+    chunk_size = check_chunk_size(chunk_size)
+    x = check_batch(x, "x")
+    a = check_like(attribution, x, "attribution")
+    noise = noise_scale * jax.random.normal(key, (num_samples, 1, *x.shape[1:]), x.dtype)
+    s0 = checked_score(score_fn, x)
+
+    def one(i: jax.Array) -> jax.Array:
+        predicted = row_sum(i * a)
+        return jnp.square(predicted - (s0 - checked_score(score_fn, x - i)))
+
+    return jnp.mean(map_draws(one, noise, chunk_size), axis=0).astype(jnp.float32)
+
+
+def completeness_delta(
+    score_fn: ScoreFn, x: jax.Array, attribution: jax.Array, baseline: Any
+) -> jax.Array:
+    """Completeness gap ``δ = Σφ − (s(x) − s(x'))`` per example, ``[B]``.
+
+    Zero for attributions that satisfy completeness (integrated gradients, up to quadrature
+    error, and Gradient × Input of a linear score from a zero baseline).
+
+    Args:
+      score_fn: ``score_fn(x [B, ...]) -> [B]``.
+      x: Inputs ``[B, ...]``.
+      attribution: ``φ``, shaped like ``x``.
+      baseline: ``x'``: a Python number, an array shaped like ``x``, or like one example
+        ``x.shape[1:]`` (shared by the batch).
+
+    References:
+      Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
+    """
+    x = check_batch(x, "x")
+    a = check_like(attribution, x, "attribution")
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        base = jnp.full_like(x, baseline)
+    else:
+        base = jnp.asarray(baseline, x.dtype)
+        if base.shape == x.shape[1:]:
+            base = jnp.broadcast_to(base[None], x.shape)
+        elif base.shape != x.shape:
+            raise ValueError(
+                f"baseline must be a number or shaped like x {tuple(x.shape)} or "
+                f"one example {tuple(x.shape[1:])}, got shape {tuple(base.shape)}"
+            )
+    gap = checked_score(score_fn, x) - checked_score(score_fn, base)
+    return (row_sum(a) - gap).astype(jnp.float32)

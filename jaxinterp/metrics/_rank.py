@@ -1,0 +1,110 @@
+"""Rank correlations of two maps per example: Spearman's ρ and Kendall's τ_b.
+
+Both compare example ``b`` of ``a [B, ...]`` with example ``b`` of ``b [B, ...]`` over all
+non-batch entries, handle ties like ``scipy.stats.spearmanr`` / ``kendalltau`` (average
+ranks; τ_b), and give 0 (not NaN) where a map is constant.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxinterp.metrics._common import check_batch
+from jaxinterp.metrics._similarity import _cosine_rows, _flat, _pair
+
+__all__ = ["average_ranks", "kendall_tau", "spearman"]
+
+_CHUNK_ELEMENTS = 2**16  # Pairs per example compared at once by kendall_tau.
+
+
+def average_ranks(v: jax.Array) -> jax.Array:
+    """1-based ranks of each row of ``v [B, D]``, ties sharing their average rank, ``[B, D]``.
+
+    An entry with ``l`` entries below it and ``e`` equal to it (itself included) gets rank
+    ``l + (e + 1)/2``, found by two binary searches in the sorted row (``O(D log D)``).
+    """
+    return _average_ranks(check_batch(v, "v", ndims=(2,)))
+
+
+@jax.jit
+def _average_ranks(v: jax.Array) -> jax.Array:
+    v = v + 0.0  # −0.0 and 0.0 tie.
+    s = jnp.sort(v, axis=1)
+    lo = jax.vmap(lambda si, vi: jnp.searchsorted(si, vi, side="left"))(s, v)
+    hi = jax.vmap(lambda si, vi: jnp.searchsorted(si, vi, side="right"))(s, v)
+    return (lo + hi + 1).astype(jnp.float32) / 2
+
+
+def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Spearman rank correlation per example, ``[B, ...] × [B, ...] -> [B]``.
+
+    The Pearson correlation of the average ranks (:func:`average_ranks`) of the flattened
+    maps, equal to ``scipy.stats.spearmanr`` including ties; 0 where a map is constant.
+
+    References:
+      Spearman, "The proof and measurement of association between two things", American
+      Journal of Psychology 1904.
+    """
+    return _spearman(*_pair(a, b))
+
+
+@jax.jit
+def _spearman(a: jax.Array, b: jax.Array) -> jax.Array:
+    ra, rb = _average_ranks(_flat(a)), _average_ranks(_flat(b))
+    ra = ra - jnp.mean(ra, axis=1, keepdims=True)
+    rb = rb - jnp.mean(rb, axis=1, keepdims=True)
+    return _cosine_rows(ra, rb)
+
+
+def kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Kendall's τ_b per example, ``[B, ...] × [B, ...] -> [B]``.
+
+    Over all pairs ``i < j`` of the ``D`` flattened entries, with ``s^a_ij = sign(a_i − a_j)``
+    (likewise ``s^b``)::
+
+        τ_b = Σ s^a s^b / sqrt(Σ (s^a)² · Σ (s^b)²) = (n_c − n_d) / sqrt((n_0 − n_1)(n_0 − n_2))
+
+    (``n_c``/``n_d`` concordant/discordant pairs, ``n_0 = D(D−1)/2``, ``n_1``/``n_2`` pairs
+    tied in ``a``/``b``): ``scipy.stats.kendalltau``'s default statistic. Signs come from
+    comparisons (exact) and are summed as integers. Cost ``O(D²)`` per example; rows are
+    compared in chunks of about ``2^16 / D``, so memory is ``O(B · 2^16)`` whatever ``D``
+    (and the chunking does not depend on ``B``). 0 where a map is constant.
+
+    References:
+      Kendall, "The treatment of ties in ranking problems", Biometrika 1945.
+    """
+    return _kendall_tau(*_pair(a, b))
+
+
+@jax.jit
+def _kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
+    a, b = _flat(a) + 0.0, _flat(b) + 0.0
+    d = a.shape[1]
+    rows = max(1, min(d, _CHUNK_ELEMENTS // max(d, 1)))
+    chunks = -(-d // rows)
+    index = jnp.arange(chunks * rows).reshape(chunks, rows)
+    valid = index < d
+    index = jnp.minimum(index, d - 1)
+
+    def signs(v: jax.Array, idx: jax.Array, ok: jax.Array) -> jax.Array:
+        vi, vj = v[:, idx][:, :, None], v[:, None, :]  # [B, rows, 1], [B, 1, D]
+        s = (vi > vj).astype(jnp.int32) - (vi < vj).astype(jnp.int32)
+        return s * ok[None, :, None].astype(jnp.int32)
+
+    def body(
+        carry: tuple[jax.Array, ...], chunk: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, ...], None]:
+        sa, sb = signs(a, *chunk), signs(b, *chunk)
+        sums = (
+            jnp.sum(sa * sb, axis=(1, 2)),
+            jnp.sum(sa * sa, axis=(1, 2)),
+            jnp.sum(sb * sb, axis=(1, 2)),
+        )
+        return tuple(c + s.astype(jnp.float32) for c, s in zip(carry, sums, strict=True)), None
+
+    zero = jnp.zeros(a.shape[:1], jnp.float32)
+    (both, tied_a, tied_b), _ = jax.lax.scan(body, (zero, zero, zero), (index, valid))
+    den = jnp.sqrt(tied_a) * jnp.sqrt(tied_b)  # Each pair is counted twice: (i, j), (j, i).
+    ok = den > 0
+    return jnp.where(ok, jnp.clip(both / jnp.where(ok, den, 1.0), -1.0, 1.0), 0.0)

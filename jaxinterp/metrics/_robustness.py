@@ -1,0 +1,167 @@
+"""Robustness of explanations to random input noise: max-sensitivity and RPS.
+
+Both take ``explain_fn(x [B, ...]) -> [B, ...]``, an attribution shaped like ``x`` that
+closes over the model and the explained class, for example
+``lambda z: attribution.gradient(attribution.class_score(apply_fn, params, y), z)``. The
+noise draws are shared by the examples of a batch (common random numbers): an example's
+value depends on ``key`` and the example only, not on ``B`` or its neighbours; fold a batch
+index into ``key`` for independent draws across batches. The noisy copies are evaluated in
+one ``vmap`` (``chunk_size=None``) or by ``lax.map`` with ``batch_size=chunk_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxinterp.attacks._pgd import _check_bounds
+from jaxinterp.metrics._common import (
+    check_batch,
+    check_chunk_size,
+    check_positive,
+    check_positive_int,
+    map_draws,
+    per_example,
+    row_sum,
+    safe_div,
+)
+from jaxinterp.metrics._similarity import SIMILARITIES
+
+__all__ = ["heatmap", "max_sensitivity", "random_perturbation_similarity"]
+
+ExplainFn = Callable[[jax.Array], jax.Array]
+"""``explain_fn(x [B, ...]) -> [B, ...]``, shaped like ``x``."""
+
+
+def heatmap(attribution: jax.Array) -> jax.Array:
+    """The RPS heatmap ``h = Σ_c |a| / max Σ_c |a|`` per example, in ``[0, 1]``.
+
+    ``[B, H, W, C] -> [B, H, W]`` (channels last; any ``[B, ..., C]`` with ``ndim >= 3``
+    loses its last axis), ``[B, D] -> [B, D]`` without a channel sum; an all-zero map stays 0.
+
+    References:
+      Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
+      alignment", AAAI 2023.
+    """
+    return _heatmap(check_batch(attribution, "attribution"))
+
+
+@jax.jit
+def _heatmap(a: jax.Array) -> jax.Array:
+    h = jnp.abs(a)
+    h = jnp.sum(h, axis=-1) if h.ndim >= 3 else h
+    peak = jnp.max(h.reshape(h.shape[0], -1), axis=1)
+    return safe_div(h, per_example(peak, h.ndim))
+
+
+def _check_explanation(explain_fn: Any, x: jax.Array) -> jax.Array:
+    if not callable(explain_fn):
+        raise TypeError(f"explain_fn must be callable, got {explain_fn!r}")
+    phi = jnp.asarray(explain_fn(x))
+    if phi.shape != x.shape:
+        raise ValueError(
+            f"explain_fn must return an attribution shaped like x {x.shape}, got shape {phi.shape}"
+        )
+    return phi
+
+
+def max_sensitivity(
+    explain_fn: ExplainFn,
+    x: jax.Array,
+    *,
+    key: jax.Array,
+    radius: float = 0.02,
+    num_samples: int = 8,
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Max-sensitivity of an explanation, relative to its norm, ``[B]``.
+
+    ``SENS_max(φ, x) = max_j ‖φ(x + δ_j) − φ(x)‖₂ / ‖φ(x)‖₂`` with ``δ_j ~ U[−r, r]^d``,
+    ``j = 1..num_samples`` (a Monte Carlo estimate of the max over the L∞ ball of radius
+    ``r``); 0 where ``φ(x) = 0``. The input is not clipped to a valid range.
+
+    Args:
+      explain_fn: ``explain_fn(x [B, ...]) -> [B, ...]``.
+      x: Inputs ``[B, ...]``.
+      key: PRNG key.
+      radius: ``r > 0``, in input units.
+      num_samples: Number of draws ``>= 1``, a Python int.
+      chunk_size: ``None`` or the ``lax.map`` batch size over draws.
+
+    References:
+      Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (in)fidelity and sensitivity of
+      explanations", NeurIPS 2019.
+    """
+    radius = check_positive("radius", radius)
+    num_samples = check_positive_int("num_samples", num_samples)
+    chunk_size = check_chunk_size(chunk_size)
+    x = check_batch(x, "x")
+    phi = _check_explanation(explain_fn, x)
+    norm = jnp.sqrt(row_sum(jnp.square(phi)))
+    deltas = jax.random.uniform(key, (num_samples, 1, *x.shape[1:]), x.dtype, -radius, radius)
+
+    def one(delta: jax.Array) -> jax.Array:
+        return jnp.sqrt(row_sum(jnp.square(explain_fn(x + delta) - phi)))
+
+    dist = jnp.max(map_draws(one, deltas, chunk_size), axis=0)
+    return safe_div(dist, norm).astype(jnp.float32)
+
+
+def random_perturbation_similarity(
+    explain_fn: ExplainFn,
+    x: jax.Array,
+    *,
+    key: jax.Array,
+    epsilon: float = 4 / 255,
+    num_draws: int = 10,
+    similarity: str | Callable[[jax.Array, jax.Array], jax.Array] = "pearson",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Random perturbation similarity (RPS) of heatmaps, ``[B]``.
+
+    ``RPS(x) = (1/N) Σ_n sim(h(x), h(clip(x + δ_n)))``, ``δ_n ~ U[−ε, ε]^d``, ``h`` the
+    :func:`heatmap` of ``explain_fn``, the clip to ``bounds`` if given. Higher is more
+    robust for ``pearson``, ``ssim`` and ``cosine``; lower for ``mse`` (a distance).
+
+    Args:
+      explain_fn: ``explain_fn(x [B, ...]) -> [B, ...]``.
+      x: Inputs ``[B, H, W, C]`` (``[B, D]`` for the similarities other than SSIM).
+      key: PRNG key.
+      epsilon: ``ε > 0`` (Joo et al.: 4/255 for images in ``[0, 1]``).
+      num_draws: ``N >= 1``, a Python int (Joo et al.: 10).
+      similarity: A name in :data:`SIMILARITIES` (``"pearson"``, ``"ssim"``, ``"cosine"``,
+        ``"mse"``) or ``sim(maps_a, maps_b) -> [B]``.
+      bounds: ``(lo, hi)`` to clip the noisy inputs to, or ``None``.
+      chunk_size: ``None`` or the ``lax.map`` batch size over draws.
+
+    References:
+      Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
+      alignment", AAAI 2023.
+    """
+    epsilon = check_positive("epsilon", epsilon)
+    num_draws = check_positive_int("num_draws", num_draws)
+    chunk_size = check_chunk_size(chunk_size)
+    bounds = _check_bounds(bounds)
+    if isinstance(similarity, str):
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"unknown similarity {similarity!r}; expected one of "
+                f"{', '.join(SIMILARITIES)} or a function"
+            )
+        similarity = SIMILARITIES[similarity]
+    elif not callable(similarity):
+        raise TypeError(f"similarity must be a name or a function, got {similarity!r}")
+    x = check_batch(x, "x")
+    h0 = heatmap(_check_explanation(explain_fn, x))
+    deltas = jax.random.uniform(key, (num_draws, 1, *x.shape[1:]), x.dtype, -epsilon, epsilon)
+
+    def one(delta: jax.Array) -> jax.Array:
+        z = x + delta
+        z = z if bounds is None else jnp.clip(z, bounds[0], bounds[1])
+        return similarity(h0, heatmap(explain_fn(z)))
+
+    return jnp.mean(map_draws(one, deltas, chunk_size), axis=0).astype(jnp.float32)

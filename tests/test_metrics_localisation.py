@@ -1,0 +1,110 @@
+"""Tests for box masks, the energy and pointing games, the Gini index and retrieval."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxinterp import metrics
+
+
+def test_box_mask():
+    boxes = np.array([[1, 2, 4, 5], [0.4, 0.0, 2.6, 1.0], [3, 3, 3, 5]], np.float32)
+    m = np.asarray(metrics.box_mask(boxes, (6, 7)))
+    assert m.shape == (3, 6, 7) and m.dtype == bool
+    expected = np.zeros((3, 6, 7), bool)
+    expected[0, 1:4, 2:5] = True  # Max exclusive.
+    expected[1, 0:3, 0:1] = True  # Pixel centres 0.5, 1.5, 2.5 lie in [0.4, 2.6).
+    np.testing.assert_array_equal(m, expected)  # Box 2 is empty.
+    with pytest.raises(ValueError, match=r"\[B, 4\]"):
+        metrics.box_mask(boxes[:, :3], (6, 7))
+
+
+def test_energy_game():
+    box = np.array([[2, 1, 5, 4], [0, 0, 2, 8]], np.float32)  # 9 and 16 of 64 pixels.
+    inside = np.asarray(metrics.box_mask(box, (8, 8)))
+    a = np.where(inside, 1.0, 0.0)[..., None] * np.array([0.5, 0.25])  # [B, 8, 8, 2]
+    np.testing.assert_allclose(metrics.energy_game(a, box), 1.0)
+    uniform = np.ones((2, 8, 8, 3), np.float32)
+    np.testing.assert_allclose(metrics.energy_game(uniform, box), [9 / 64, 16 / 64], rtol=1e-6)
+    np.testing.assert_allclose(metrics.energy_game(uniform, inside), [9 / 64, 16 / 64], rtol=1e-6)
+    # Negative attribution does not count; channels are summed with their signs.
+    signed = np.where(inside, 1.0, -5.0)[..., None]
+    np.testing.assert_allclose(metrics.energy_game(signed, box), 1.0)
+    cancel = np.zeros((2, 8, 8, 2), np.float32)
+    cancel[:, 7, 7] = [3.0, -3.0]  # Σ_c = 0 outside the box.
+    cancel[:, 0, 1] = [1.0, 1.0]  # Outside box 0, inside box 1 (rows 0-1).
+    np.testing.assert_allclose(metrics.energy_game(cancel, box), [0.0, 1.0])
+    # A map [B, H, W] directly, and the all-zero map.
+    np.testing.assert_allclose(metrics.energy_game(np.ones((2, 8, 8)), box), [9 / 64, 0.25])
+    np.testing.assert_array_equal(metrics.energy_game(np.zeros((2, 8, 8, 1)), box), 0.0)
+    with pytest.raises(ValueError, match="region"):
+        metrics.energy_game(uniform, inside[:, :7])
+
+
+def test_pointing_game():
+    region = np.zeros((1, 9, 9), bool)
+    region[0, 2:4, 2:4] = True  # Rows and columns 2, 3.
+
+    def peak_at(i, j, channels=2):
+        a = np.full((1, 9, 9, channels), 0.01, np.float32)
+        a[0, i, j] = -1.0  # |a| counts.
+        return a
+
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(3, 2), region), [1.0])
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(5, 3), region), [0.0])
+    # Two rows below the region: a hit from tolerance 2 on.
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(5, 3), region, tolerance=1), 0)
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(5, 3), region, tolerance=2), 1)
+    # Diagonal neighbour of the corner (3, 3): distance √2.
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(4, 4), region, tolerance=1), 0)
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(4, 4), region, tolerance=1.5), 1)
+    box = np.array([[2, 2, 4, 4]], np.float32)
+    np.testing.assert_array_equal(metrics.pointing_game(peak_at(2, 3), box), [1.0])
+    # No peak (all zero) or no region: a miss.
+    np.testing.assert_array_equal(metrics.pointing_game(np.zeros((1, 9, 9, 1)), ~region), 0)
+    np.testing.assert_array_equal(
+        metrics.pointing_game(peak_at(3, 3), np.zeros_like(region), tolerance=20), 0
+    )
+    with pytest.raises(ValueError, match="tolerance"):
+        metrics.pointing_game(peak_at(3, 3), region, tolerance=-1)
+
+
+def test_gini():
+    n = 4 * 4 * 2
+    uniform = -np.ones((1, 4, 4, 2), np.float32)
+    onehot = np.zeros((1, 4, 4, 2), np.float32)
+    onehot[0, 1, 2, 1] = -7.0
+    np.testing.assert_allclose(metrics.gini(uniform), [0.0], atol=1e-6)
+    np.testing.assert_allclose(metrics.gini(onehot), [(n - 1) / n], rtol=1e-6)
+    # [0, 0, 1, 3]: 1 − 2 · ((1/4)(1.5/4) + (3/4)(0.5/4)) = 0.625.
+    np.testing.assert_allclose(metrics.gini(np.array([[0.0, 3.0, 0.0, -1.0]])), [0.625])
+    # Equal to the mean-absolute-difference form Σ_ij |v_i − v_j| / (2 n² mean(v)).
+    v = np.abs(np.asarray(jax.random.normal(jax.random.key(0, impl="rbg"), (3, 40))))
+    md = np.abs(v[:, :, None] - v[:, None, :]).sum((1, 2)) / (2 * 40**2 * v.mean(1))
+    np.testing.assert_allclose(metrics.gini(v), md, rtol=1e-5)
+    np.testing.assert_array_equal(metrics.gini(np.zeros((2, 5))), 0.0)
+
+
+def two_class_linear(params, x):
+    """Logits ``[Σ w ⊙ x, 0]``."""
+    s = jnp.sum((x * params[None]).reshape(x.shape[0], -1), axis=1)
+    return jnp.stack([s, jnp.zeros_like(s)], axis=1)
+
+
+def test_retrieval():
+    w = jnp.broadcast_to(jnp.array([[1.0, 1.0], [-3.0, 0.0]])[..., None], (2, 2, 2))  # C = 2
+    x_adv = jnp.ones((2, 2, 2, 2))  # Logit 0 = 2 · (1 + 1 − 3) < 0: predicted class 1.
+    assert np.all(np.argmax(two_class_linear(w, x_adv), -1) == 1)
+    keeps = jnp.zeros((2, 2)).at[0, :].set(1.0)  # Mask on the positive weights.
+    drops = jnp.zeros((2, 2)).at[1, 0].set(1.0)  # Mask on the negative weight.
+    a = jnp.stack([keeps, drops])[..., None] * jnp.array([1.0, -0.5]).reshape(1, 1, 1, 2)
+    hits = metrics.retrieval(two_class_linear, w, x_adv, a, jnp.array([0, 0]))
+    np.testing.assert_array_equal(hits, [1.0, 0.0])
+    np.testing.assert_array_equal(
+        metrics.retrieval(two_class_linear, w, x_adv, a, jnp.array([1, 1])), [0.0, 1.0]
+    )
+    with pytest.raises(ValueError, match="clean_label"):
+        metrics.retrieval(two_class_linear, w, x_adv, a, jnp.array([0.0, 0.0]))
