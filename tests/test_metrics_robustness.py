@@ -16,6 +16,19 @@ def _key(seed: int = 0) -> jax.Array:
     return jax.random.key(seed, impl="rbg")
 
 
+def run(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under ``jit``, array arguments traced and the rest bound: XLA:CPU
+    compiles one small program much faster than it dispatches a first call op by op."""
+    traced = [isinstance(a, (jax.Array, np.ndarray)) for a in args]
+
+    def bound(*arrays):
+        it = iter(arrays)
+        return fn(*[next(it) if t else a for a, t in zip(args, traced, strict=True)], **kwargs)
+
+    arrays = [a for a, t in zip(args, traced, strict=True) if t]
+    return jax.jit(bound, compiler_options={"xla_backend_optimization_level": 0})(*arrays)
+
+
 def mlp_params(key: jax.Array, d_in: int = 16, hidden: int = 12, classes: int = 3):
     k1, k2 = jax.random.split(key)
     return {
@@ -44,21 +57,21 @@ def linear_explain(w):
 def test_max_sensitivity():
     x = jax.random.uniform(_key(1), (3, 4, 4, 2))
     w = jax.random.normal(_key(2), (4, 4, 2))
-    zero = metrics.max_sensitivity(linear_explain(w), x, key=_key(3))
+    zero = run(metrics.max_sensitivity, linear_explain(w), x, key=_key(3))
     np.testing.assert_array_equal(zero, 0.0)  # A linear model's gradient is constant.
     params = mlp_params(_key(4), d_in=32)
     label = jnp.array([0, 1, 2])
     nonlinear = lambda z: grad_attribution(mlp_apply, params, z, label)  # noqa: E731
-    sens = metrics.max_sensitivity(nonlinear, x, key=_key(3), radius=0.1)
+    sens = run(metrics.max_sensitivity, nonlinear, x, key=_key(3), radius=0.1)
     assert sens.shape == (3,) and sens.dtype == jnp.float32 and np.all(sens > 1e-4)
     # φ(x) = x: the value is max_j ‖δ_j‖ / ‖x‖ with δ ~ U[−r, r]^d, so ‖δ‖ <= r √d and
     # E‖δ‖² = d r² / 3.
     r, d = 0.05, x[0].size
-    ident = metrics.max_sensitivity(lambda z: z, x, key=_key(5), radius=r, num_samples=4)
+    ident = run(metrics.max_sensitivity, lambda z: z, x, key=_key(5), radius=r, num_samples=4)
     dist = ident * jnp.sqrt(jnp.sum(x**2, axis=(1, 2, 3)))
     assert np.all(dist <= r * math.sqrt(d) + 1e-6) and np.all(dist > 0.8 * r * math.sqrt(d / 3))
-    np.testing.assert_array_equal(metrics.max_sensitivity(lambda z: 0 * z, x, key=_key()), 0.0)
-    chunked = metrics.max_sensitivity(nonlinear, x, key=_key(3), radius=0.1, chunk_size=3)
+    np.testing.assert_array_equal(run(metrics.max_sensitivity, lambda z: 0 * z, x, key=_key()), 0.0)
+    chunked = run(metrics.max_sensitivity, nonlinear, x, key=_key(3), radius=0.1, chunk_size=3)
     np.testing.assert_allclose(chunked, sens, rtol=1e-5)
 
 
@@ -66,7 +79,7 @@ def test_rps_of_an_input_independent_explanation_is_perfect():
     x = jax.random.uniform(_key(6), (2, 8, 8, 1))
     explain = linear_explain(jax.random.normal(_key(7), (8, 8, 1)))
     for name, expected in [("pearson", 1.0), ("ssim", 1.0), ("cosine", 1.0), ("mse", 0.0)]:
-        val = metrics.random_perturbation_similarity(explain, x, key=_key(8), similarity=name)
+        val = run(metrics.random_perturbation_similarity, explain, x, key=_key(8), similarity=name)
         assert val.shape == (2,) and val.dtype == jnp.float32
         np.testing.assert_allclose(val, expected, atol=1e-6, err_msg=name)
 
@@ -76,35 +89,43 @@ def test_rps_values_and_clipping():
     params = mlp_params(_key(10), d_in=64)
     explain = lambda z: grad_attribution(mlp_apply, params, z, jnp.zeros(3, jnp.int32))  # noqa
     kw = dict(key=_key(11), epsilon=0.3, num_draws=4)
-    pear = metrics.random_perturbation_similarity(explain, x, **kw)
-    ssim = metrics.random_perturbation_similarity(explain, x, similarity="ssim", **kw)
+    pear = run(metrics.random_perturbation_similarity, explain, x, **kw)
+    ssim = run(metrics.random_perturbation_similarity, explain, x, similarity="ssim", **kw)
     assert np.all(pear < 1.0) and np.all(pear > -1.0) and np.all(ssim < 1.0)
     # By hand: the mean over the same draws of pearson(h(x), h(x + δ_n)).
     deltas = jax.random.uniform(_key(11), (4, 1, 8, 8, 1), minval=-0.3, maxval=0.3)
-    h0 = metrics.heatmap(explain(x))
-    by_hand = [metrics.pearson(h0, metrics.heatmap(explain(jnp.clip(x + d, 0, 1)))) for d in deltas]
-    np.testing.assert_allclose(pear, np.mean(by_hand, axis=0), rtol=1e-5)
+
+    def by_hand(ds):
+        h0 = metrics.heatmap(explain(x))
+        sims = [metrics.pearson(h0, metrics.heatmap(explain(jnp.clip(x + d, 0, 1)))) for d in ds]
+        return jnp.mean(jnp.stack(sims), axis=0)
+
+    np.testing.assert_allclose(pear, run(by_hand, deltas), rtol=1e-5)
     # A function as similarity.
-    custom = metrics.random_perturbation_similarity(explain, x, similarity=metrics.pearson, **kw)
+    custom = run(
+        metrics.random_perturbation_similarity, explain, x, similarity=metrics.pearson, **kw
+    )
     np.testing.assert_allclose(custom, pear, rtol=1e-6)
     # Clipping to bounds: φ(z) = [z > 1] is zero on every clipped input, not on raw ones.
     above = lambda z: (z > 1.0).astype(z.dtype)  # noqa: E731
     ones = jnp.ones((2, 8, 8, 1))
-    clipped = metrics.random_perturbation_similarity(above, ones, similarity="mse", **kw)
-    raw = metrics.random_perturbation_similarity(above, ones, similarity="mse", bounds=None, **kw)
+    clipped = run(metrics.random_perturbation_similarity, above, ones, similarity="mse", **kw)
+    raw = run(
+        metrics.random_perturbation_similarity, above, ones, similarity="mse", bounds=None, **kw
+    )
     np.testing.assert_array_equal(clipped, 0.0)
     assert np.all(raw > 0.1)
     with pytest.raises(ValueError, match="unknown similarity"):
-        metrics.random_perturbation_similarity(explain, x, key=_key(), similarity="l1")
+        run(metrics.random_perturbation_similarity, explain, x, key=_key(), similarity="l1")
     with pytest.raises(ValueError, match="shaped like x"):
-        metrics.random_perturbation_similarity(lambda z: z[..., 0], x, key=_key())
+        run(metrics.random_perturbation_similarity, lambda z: z[..., 0], x, key=_key())
 
 
 def test_attack_robustness_with_topk_attack():
     x = jax.random.uniform(_key(12), (3, 4, 4, 1))
     params = mlp_params(_key(13))
     attack = attacks.topk_attack(grad_attribution, epsilon=0.2, num_steps=4, k=4)
-    out = metrics.attack_robustness(attack, grad_attribution, mlp_apply, params, x, k=4)
+    out = run(metrics.attack_robustness, attack, grad_attribution, mlp_apply, params, x, k=4)
     assert set(out) == {
         "topk_intersection",
         "spearman",
@@ -120,14 +141,18 @@ def test_attack_robustness_with_topk_attack():
     assert np.all(out["center_of_mass_shift"] >= 0)
     assert set(np.unique(out["label_kept"])) <= {0.0, 1.0}
     # The attack reports the same top-k intersection of the clean and attacked maps.
-    result = attack(mlp_apply, params, x)
+    result = run(attack, mlp_apply, params, x)
     np.testing.assert_allclose(out["topk_intersection"], result.score, atol=1e-6)
     np.testing.assert_array_equal(out["label_kept"], result.label_kept)
     assert float(jnp.min(out["topk_intersection"])) < 1.0  # The attack moved some map.
     # Recomputed from the primitives.
     label = jnp.argmax(mlp_apply(params, x), -1)
-    h0 = attacks.normalized_map(grad_attribution(mlp_apply, params, x, label))
-    h1 = attacks.normalized_map(grad_attribution(mlp_apply, params, result.x_adv, label))
+    maps = run(
+        lambda z, y: attacks.normalized_map(grad_attribution(mlp_apply, params, z, y)),
+        jnp.concatenate([x, result.x_adv]),
+        jnp.concatenate([label, label]),
+    )
+    h0, h1 = maps[:3], maps[3:]
     np.testing.assert_allclose(out["kendall_tau"], metrics.kendall_tau(h0, h1), atol=1e-6)
     np.testing.assert_allclose(out["spearman"], metrics.spearman(h0, h1), atol=1e-6)
     np.testing.assert_allclose(
@@ -147,13 +172,20 @@ def test_attack_robustness_with_targeted_manipulation_and_checks():
         return manip(apply_fn, p, z, frame, label, **kw)
 
     label = jnp.array([1, 2])
-    out = metrics.attack_robustness(attack, grad_attribution, mlp_apply, params, x, label, k=3)
+    out = run(metrics.attack_robustness, attack, grad_attribution, mlp_apply, params, x, label, k=3)
     assert all(v.shape == (2,) for v in out.values())
     with pytest.raises(ValueError, match="k must be"):
-        metrics.attack_robustness(attack, grad_attribution, mlp_apply, params, x, k=0)
+        run(metrics.attack_robustness, attack, grad_attribution, mlp_apply, params, x, k=0)
     with pytest.raises(ValueError, match="exceeds"):
-        metrics.attack_robustness(attack, grad_attribution, mlp_apply, params, x, k=17)
+        run(metrics.attack_robustness, attack, grad_attribution, mlp_apply, params, x, k=17)
     with pytest.raises(ValueError, match="label"):
-        metrics.attack_robustness(
-            attack, grad_attribution, mlp_apply, params, x, jnp.zeros(3, jnp.int32), k=2
+        run(
+            metrics.attack_robustness,
+            attack,
+            grad_attribution,
+            mlp_apply,
+            params,
+            x,
+            jnp.zeros(3, jnp.int32),
+            k=2,
         )

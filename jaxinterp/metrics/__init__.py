@@ -21,23 +21,23 @@ boundary (shapes always, values only outside ``jit``).
 
 Example::
 
-    import functools
     import jax
     from jaxinterp import attribution, metrics
 
-    score_fn = attribution.class_score(apply_fn, params, y, kind="softmax")
-    explain = lambda z: attribution.gradient(attribution.class_score(apply_fn, params, y), z)
-    deletion = jax.jit(functools.partial(metrics.deletion_auc, score_fn, num_steps=16))
+    @jax.jit
+    def batch_metrics(x, y, key):
+        prob = attribution.class_score(apply_fn, params, y, kind="softmax")
+        explain = lambda z: attribution.gradient(attribution.class_score(apply_fn, params, y), z)
+        phi = explain(x)
+        return {
+            "deletion": metrics.deletion_auc(prob, x, phi, num_steps=16),
+            "gini": metrics.gini(phi),
+            "rps": metrics.random_perturbation_similarity(explain, x, key=key),
+        }
 
     accs = {}
     for i, (x, y) in enumerate(batches):
-        phi = explain(x)
-        accs = metrics.accumulate(accs, {
-            "deletion": deletion(x, phi),
-            "gini": metrics.gini(phi),
-            "rps": metrics.random_perturbation_similarity(
-                explain, x, key=jax.random.fold_in(key, i)),
-        })
+        accs = metrics.accumulate(accs, batch_metrics(x, y, jax.random.fold_in(key, i)))
     summary = {name: acc.compute() for name, acc in accs.items()}  # mean, std, count
 """
 

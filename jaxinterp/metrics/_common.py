@@ -20,7 +20,6 @@ from jaxinterp.attribution._scores import check_positive_int
 __all__ = [
     "check_batch",
     "check_chunk_size",
-    "check_finite",
     "check_like",
     "check_positive",
     "check_positive_int",
@@ -82,14 +81,6 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
         raise ValueError(
             f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}"
         )
-    return float(value)
-
-
-def check_finite(name: str, value: Any) -> float:
-    """``value`` as a finite Python float."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (ok and math.isfinite(float(value))):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxinterp.attribution._scores import ScoreFn, checked_score
 from jaxinterp.metrics._common import (
@@ -29,6 +28,7 @@ from jaxinterp.metrics._common import (
     pixel_shape,
     row_sum,
 )
+from jaxinterp.metrics._substrates import SUBSTRATES, make_substrate
 
 __all__ = [
     "SUBSTRATES",
@@ -38,49 +38,6 @@ __all__ = [
     "insertion_auc",
     "perturbation_curve",
 ]
-
-SUBSTRATES: tuple[str, ...] = ("zeros", "mean", "blur")
-"""What replaces deleted pixels (deletion) or what insertion starts from."""
-
-
-def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
-    """``[n, n]`` Gaussian weights ``exp(−(i − j)² / 2σ²)``, each row normalised to sum 1."""
-    i = np.arange(n, dtype=np.float64)
-    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def blur(x: jax.Array, sigma: float) -> jax.Array:
-    """Separable Gaussian blur of ``[B, H, W, C]``, each channel on its own.
-
-    ``b_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] x_{h',w'}``, ``K[i, j] ∝ exp(−(i−j)²/2σ²)``
-    normalised per row: a weighted mean over the pixels inside the image (no padding, so a
-    constant image stays constant).
-    """
-    k_h = jnp.asarray(_gaussian_matrix(x.shape[1], sigma), x.dtype)
-    k_w = jnp.asarray(_gaussian_matrix(x.shape[2], sigma), x.dtype)
-    return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, x)
-
-
-def _substrate(x: jax.Array, substrate: Any, blur_sigma: float | None) -> jax.Array:
-    if blur_sigma is not None and not (isinstance(substrate, str) and substrate == "blur"):
-        raise ValueError(f"blur_sigma applies to substrate='blur' only, got {substrate!r}")
-    if not isinstance(substrate, str):
-        return check_like(substrate, x, "substrate")
-    if substrate == "zeros":
-        return jnp.zeros_like(x)
-    if substrate == "mean":
-        axes = tuple(range(1, x.ndim - 1)) if x.ndim >= 3 else (1,)
-        return jnp.broadcast_to(jnp.mean(x, axis=axes, keepdims=True), x.shape)
-    if substrate == "blur":
-        if x.ndim != 4:
-            raise ValueError(f"substrate='blur' needs images [B, H, W, C], got shape {x.shape}")
-        sigma = x.shape[1] / 8 if blur_sigma is None else check_positive("blur_sigma", blur_sigma)
-        return blur(x, sigma)
-    raise ValueError(
-        f"unknown substrate {substrate!r}; expected one of {', '.join(SUBSTRATES)}"
-        " or an array shaped like x"
-    )
 
 
 def perturbation_curve(
@@ -131,7 +88,7 @@ def perturbation_curve(
     chunk_size = check_chunk_size(chunk_size)
     x = check_batch(x, "x", ndims=(2, 4))
     a = check_like(attribution, x, "attribution")
-    base = _substrate(x, substrate, blur_sigma).astype(x.dtype)
+    base = make_substrate(x, substrate, blur_sigma).astype(x.dtype)
     rank = descending_ranks(pixel_scores(a, absolute=False))  # [B, P]
     num_pixels = rank.shape[1]
     counts = jnp.asarray(
