@@ -80,12 +80,6 @@ CASES = {
         ),
         "x y",
     ),
-    "rps_ssim": (
-        lambda x, y: metrics.random_perturbation_similarity(
-            explain(y), x, key=_key(3), num_draws=2, similarity="ssim"
-        ),
-        "x y",
-    ),
     "heatmap": (metrics.heatmap, "a"),
     "pearson": (metrics.pearson, "m n"),
     "cosine_similarity": (metrics.cosine_similarity, "m n"),

@@ -117,6 +117,8 @@ def test_rps_values_and_clipping():
     assert np.all(raw > 0.1)
     with pytest.raises(ValueError, match="unknown similarity"):
         run(metrics.random_perturbation_similarity, explain, x, key=_key(), similarity="l1")
+    with pytest.raises(TypeError, match="key must be a PRNG key"):
+        metrics.random_perturbation_similarity(explain, x, key=None)
     with pytest.raises(ValueError, match="shaped like x"):
         run(metrics.random_perturbation_similarity, lambda z: z[..., 0], x, key=_key())
 

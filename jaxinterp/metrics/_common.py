@@ -20,6 +20,7 @@ from jaxinterp.attribution._scores import check_positive_int
 __all__ = [
     "check_batch",
     "check_chunk_size",
+    "check_key",
     "check_like",
     "check_positive",
     "check_positive_int",
@@ -82,6 +83,16 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
             f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}"
         )
     return float(value)
+
+
+def check_key(key: Any) -> Any:
+    """``key`` if it is a PRNG key (typed, or raw ``uint32 [2]``/``[4]``), else ``TypeError``."""
+    k = key if isinstance(key, jax.Array) else None
+    typed = k is not None and jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
+    raw = k is not None and k.dtype == jnp.uint32 and k.ndim == 1
+    if not (typed or raw):
+        raise TypeError(f"key must be a PRNG key, e.g. jax.random.key(0), got {key!r}")
+    return key
 
 
 def pixel_shape(x: jax.Array) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from jaxinterp.attribution._scores import ScoreFn, checked_score
 from jaxinterp.metrics._common import (
     check_batch,
     check_chunk_size,
+    check_key,
     check_like,
     check_positive,
     check_positive_int,
@@ -213,6 +214,7 @@ def infidelity(
     num_samples = check_positive_int("num_samples", num_samples)
     noise_scale = check_positive("noise_scale", noise_scale)
     chunk_size = check_chunk_size(chunk_size)
+    key = check_key(key)
     x = check_batch(x, "x")
     a = check_like(attribution, x, "attribution")
     noise = noise_scale * jax.random.normal(key, (num_samples, 1, *x.shape[1:]), x.dtype)

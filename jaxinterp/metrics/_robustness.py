@@ -21,6 +21,7 @@ from jaxinterp.attacks._pgd import _check_bounds
 from jaxinterp.metrics._common import (
     check_batch,
     check_chunk_size,
+    check_key,
     check_positive,
     check_positive_int,
     map_draws,
@@ -98,6 +99,7 @@ def max_sensitivity(
     radius = check_positive("radius", radius)
     num_samples = check_positive_int("num_samples", num_samples)
     chunk_size = check_chunk_size(chunk_size)
+    key = check_key(key)
     x = check_batch(x, "x")
     phi = _check_explanation(explain_fn, x)
     norm = jnp.sqrt(row_sum(jnp.square(phi)))
@@ -145,6 +147,7 @@ def random_perturbation_similarity(
     epsilon = check_positive("epsilon", epsilon)
     num_draws = check_positive_int("num_draws", num_draws)
     chunk_size = check_chunk_size(chunk_size)
+    key = check_key(key)
     bounds = _check_bounds(bounds)
     if isinstance(similarity, str):
         if similarity not in SIMILARITIES:
