@@ -42,7 +42,7 @@ class Setup:
             model_name, num_classes=NUM_CLASSES, activation="softplus", beta=BETA
         )
         self.batch = random_batch(batch_size, input_shape)
-        self.params = self.model.init(jax.random.PRNGKey(0), self.batch["image"][:1])
+        self.params = jax.jit(self.model.init)(jax.random.PRNGKey(0), self.batch["image"][:1])
         self.tx = optax.adam(1e-3)
         self.state = training.create_train_state(self.params, self.tx, key=jax.random.PRNGKey(1))
 

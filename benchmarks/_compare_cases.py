@@ -1,0 +1,204 @@
+"""The cases of ``benchmarks.compare_torch``: check the values, then time both sides."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from typing import Any
+
+import jax
+import torch
+from torch.nn import functional as F
+
+from benchmarks import _torch_attributions as ta
+from benchmarks import _torch_checks as checks
+from benchmarks import _torch_models as tm
+from benchmarks import _torch_penalties as tp
+from benchmarks._setup import BETA, Setup
+from benchmarks._timing import compile_and_time, time_calls
+from benchmarks.regularizers import default_impl, penalty_factories
+from jaxinterp import regularizers, training
+
+__all__ = ["judge", "meta", "print_targets", "run_model"]
+
+CHECK_KEY = jax.random.PRNGKey(7)
+
+
+def _time_torch(step, args: argparse.Namespace) -> float:
+    return time_calls(step, repeats=args.repeats, warmup=args.warmup, sync=lambda r: r)["median_s"]
+
+
+def _fresh(tmodel: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A copy of the model (every case starts from the same weights) and its Adam."""
+    model = copy.deepcopy(tmodel)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _jax_step(s: Setup, penalty, args) -> dict[str, float]:
+    step = training.make_train_step(s.model.apply_fn, s.tx, penalty=penalty)
+    return compile_and_time(step, s.state, s.batch, repeats=args.repeats, warmup=args.warmup)
+
+
+def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
+    model, opt = _fresh(tmodel)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    t = _jax_step(s, None, args)
+    return {
+        "case": "plain step",
+        "kind": "plain",
+        "torch_s": _time_torch(step, args),
+        "jax_s": t["median_s"],
+        "jax_compile_s": t["compile_s"],
+        "jax_temp_bytes": t["temp_bytes"],
+    }
+
+
+def jax_impls(name: str, args: argparse.Namespace) -> list[str]:
+    """The penalty's default impl first, then (``--jax-impls both``) the other one."""
+    impls = [default_impl(name)]
+    if args.jax_impls == "both":
+        impls += [i for i in regularizers.IMPLS if i not in impls]
+    return impls
+
+
+def _penalty_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant, key in (("eager", "torch_s"), ("func", "torch_func_s")):
+        model, opt = _fresh(tmodel)
+        out[key] = _time_torch(tp.make_step(name, variant, model, opt, xt, yt, 1.0), args)
+    impls = jax_impls(name, args)
+    factory = penalty_factories(s.model.features_fn)[name]
+    for i, impl in enumerate(impls):
+        t = _jax_step(s, regularizers.combine(**{name: (1.0, factory(impl))}), args)
+        prefix = "jax" if i == 0 else "jax_other"
+        out.update(
+            {
+                f"{prefix}_s": t["median_s"],
+                f"{prefix}_impl": impl,
+                f"{prefix}_compile_s": t["compile_s"],
+                f"{prefix}_temp_bytes": t["temp_bytes"],
+            }
+        )
+    return out
+
+
+def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
+    x, y = s.batch["image"], s.batch["label"]
+    base = ta.baseline_for(x)
+    theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=tm.nchw(base))
+    t = compile_and_time(
+        ta.jax_fn(cfg, s.model.apply_fn),
+        s.params,
+        x,
+        y,
+        base,
+        jax.random.PRNGKey(1),
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    return {
+        "torch_s": _time_torch(theirs, args),
+        "jax_s": t["median_s"],
+        "jax_compile_s": t["compile_s"],
+        "jax_temp_bytes": t["temp_bytes"],
+    }
+
+
+def run_model(model_name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Checks, then (unless ``--check-only``) times, every case on one model."""
+    s = Setup(model_name, args.batch_size, args.input_shape)
+    tmodel = tm.build(model_name, s.params, args.input_shape, BETA)
+    x, y = s.batch["image"], s.batch["label"]
+    xt, yt = tm.nchw(x), torch.from_numpy(y).long()
+    n = min(args.check_batch, args.batch_size)
+    xc, yc = x[:n], y[:n]
+    print(f"[{model_name}] checking values on {n} examples ...", flush=True)
+    logit_err = checks.check_logits(s, tmodel, xc)
+    base = {**s.describe(), "check_batch": n}
+    rows = [{"case": "plain step", "kind": "plain", "check": _logit_check(logit_err)}]
+    for name in args.penalties:
+        impls = tuple(jax_impls(name, args))
+        check = checks.check_penalty(name, s, tmodel, xc, yc, CHECK_KEY, impls)
+        rows.append({"case": name, "kind": "penalty", "check": check})
+    for case, cfg in ta.cases(args.ig_steps, args.sg_samples, args.ig_chunk):
+        if args.attributions is None or case in args.attributions:
+            check = checks.check_attribution(case, cfg, s, tmodel, xc, yc)
+            rows.append({"case": case, "kind": cfg["kind"], "cfg": cfg, "check": check})
+    for r in rows:
+        r.update(base)
+        if args.check_only:
+            continue
+        print(f"[{model_name}] timing {r['case']} ...", flush=True)
+        if r["kind"] == "plain":
+            r.update(_plain_row(s, tmodel, xt, yt, args))
+        elif r["kind"] == "penalty":
+            r.update(_penalty_timing(r["case"], s, tmodel, xt, yt, args))
+        else:
+            r.update(_attribution_timing(r["cfg"], s, tmodel, xt, yt, args))
+    return rows
+
+
+def _logit_check(err: float) -> dict[str, Any]:
+    return {"status": "ok", "dtype": "float32", "max_rel_err": err, "errors": {"logits": err}}
+
+
+def _target_of(row: dict[str, Any], targets: dict[str, float]) -> float | None:
+    if row["kind"] == "penalty":
+        return targets["penalty"]
+    return targets["attribution"] if row["kind"] == "ig" else None
+
+
+def at_target_setting(row: dict[str, Any], setting: dict[str, Any]) -> bool:
+    return all(row[k] == v for k, v in setting.items())
+
+
+def judge(row: dict[str, Any], targets: dict[str, float], setting: dict[str, Any]) -> None:
+    """Adds ``target``, ``target_met`` and a short ``target_text`` to a timed row."""
+    target = _target_of(row, targets)
+    if target is None or "jax_s" not in row:
+        return
+    ratio = row["torch_s"] / row["jax_s"]
+    row.update(target=target, ratio=ratio, target_met=ratio >= target)
+    note = "" if at_target_setting(row, setting) else " (not the target setting)"
+    row["target_text"] = f"≥{target:g}×: {'met' if ratio >= target else 'NOT met'}{note}"
+
+
+def print_targets(rows: list[dict], targets: dict[str, float], setting: dict[str, Any]) -> None:
+    """One line per target: which cases meet it."""
+    where = ", ".join(f"{k}={v}" for k, v in setting.items())
+    for kind, label in (("penalty", "penalty step vs PyTorch eager"), ("ig", "IG vs Captum")):
+        judged = [r for r in rows if r["kind"] == kind and "target_met" in r]
+        if not judged:
+            continue
+        met = [r["case"] for r in judged if r["target_met"]]
+        missed = [r["case"] for r in judged if not r["target_met"]]
+        at = all(at_target_setting(r, setting) for r in judged)
+        print(
+            f"Target {label} ≥{_target_of(judged[0], targets):g}× ({where}"
+            f"{'' if at else '; THIS RUN USES ANOTHER SETTING'}): "
+            f"met by {met or 'none'}; not met by {missed or 'none'}"
+        )
+
+
+def meta(args: argparse.Namespace, targets: dict, setting: dict) -> dict[str, Any]:
+    """Settings and targets for the JSON."""
+    settings = {
+        k: getattr(args, k)
+        for k in ("repeats", "warmup", "ig_steps", "ig_chunk", "sg_samples", "check_batch")
+    }
+    settings.update(
+        quick=args.quick,
+        check_only=args.check_only,
+        penalty_weight=1.0,
+        torch_threads=torch.get_num_threads(),
+        rtol_float32=checks.RTOL32,
+        rtol_float64=checks.RTOL64,
+    )
+    return {"settings": settings, "targets": targets, "target_setting": setting}

@@ -1,0 +1,142 @@
+"""jaxinterp against PyTorch eager, torch.func and Captum: same model, weights, batch, method.
+
+``python -m benchmarks.compare_torch [--models cnn] [--batch-size 128] [--input-shape 32,32,3]
+[--penalties ...] [--attributions ...] [--ig-steps 32] [--sg-samples 25] [--ig-chunk 8]
+[--check-batch 16] [--check-only] [--repeats 10] [--warmup 3] [--quick] [--json FILE]``
+
+Needs the optional extra ``pip install ".[bench]"`` (torch, captum); without it, prints how to
+install it and exits 0. The PyTorch models hold the JAX params' weights (layouts converted).
+
+Before anything is timed, the values are checked (``benchmarks/_torch_checks.py``): logits,
+each penalty's value and params-gradient (both jaxinterp impls against both PyTorch
+variants, with the random draws jaxinterp makes), and each attribution against Captum's.
+A disagreement raises. The checks run on the first ``--check-batch`` examples.
+
+Timed per case: a full train step (cross-entropy + penalty, backward, Adam) in PyTorch
+eager (``autograd.grad(create_graph=True)``, the reference implementations' way), in
+``torch.func`` and in jaxinterp (jitted, the penalty's default impl; the other impl is in
+the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking. The ratio
+is torch time / jaxinterp time (> 1: jaxinterp is faster). Targets, at batch 128 on the
+CNN with 32×32×3 inputs: every penalty step ≥ 3× faster than PyTorch eager; IG ≥ 1.5×
+Captum's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from benchmarks._setup import add_common_args, parse_shape, resolve
+from benchmarks._timing import report
+from benchmarks.regularizers import PENALTIES
+
+TARGETS = {"penalty": 3.0, "attribution": 1.5}
+"""Minimal torch/jaxinterp time ratio: penalty steps vs PyTorch eager, IG vs Captum."""
+TARGET_SETTING = {"model": "cnn", "batch_size": 128, "input_shape": [32, 32, 3]}
+INSTALL_HINT = 'compare_torch needs the optional extra: pip install ".[bench]" (torch, captum)'
+
+
+def torch_missing() -> str | None:
+    """Why torch or captum cannot be imported, or ``None`` if both can."""
+    try:
+        import captum.attr  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as err:
+        return str(err)
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--models", "--model", dest="models", default="cnn")
+    p.add_argument("--batch-size", type=int, default=None, help="default 128 (quick: 4)")
+    p.add_argument("--penalties", default=None, help="comma-separated; default: all; '' none")
+    p.add_argument(
+        "--attributions", default=None, help="case names (see the table); default: all; '' none"
+    )
+    p.add_argument("--ig-steps", type=int, default=None, help="IG steps (default 32, quick 4)")
+    p.add_argument("--ig-chunk", type=int, default=None, help="chunked IG case (default 8)")
+    p.add_argument("--sg-samples", type=int, default=None, help="SmoothGrad samples (25)")
+    p.add_argument("--check-batch", type=int, default=16, help="examples in the value checks")
+    p.add_argument("--check-only", action="store_true", help="value checks only, no timing")
+    p.add_argument(
+        "--jax-impls",
+        choices=("default", "both"),
+        default=None,
+        help="time the penalty's default impl only, or both (default: both; quick: default)",
+    )
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    q = args.quick
+    args.models = args.models.split(",")
+    args.batch_size = resolve(args.batch_size, 128, 4, q)
+    args.input_shape = parse_shape(resolve(args.input_shape, "32,32,3", "8,8,3", q))
+    args.repeats = resolve(args.repeats, 10, 1, q)
+    args.warmup = resolve(args.warmup, 3, 1, q)
+    args.ig_steps = resolve(args.ig_steps, 32, 4, q)
+    args.ig_chunk = resolve(args.ig_chunk, 8, 2, q)
+    args.jax_impls = resolve(args.jax_impls, "both", "default", q)
+    args.sg_samples = resolve(args.sg_samples, 25, 4, q)
+    args.penalties = list(PENALTIES) if args.penalties is None else _names(args.penalties)
+    if set(args.penalties) - set(PENALTIES):
+        p.error(f"--penalties must be from {', '.join(PENALTIES)}")
+    args.attributions = None if args.attributions is None else _names(args.attributions)
+    return args
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in text.split(",") if n]
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{a / b:.2f}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{1e3 * v:.1f}"
+
+
+COLUMNS = {
+    "model": lambda r: r["model"],
+    "batch": lambda r: str(r["batch_size"]),
+    "case": lambda r: r["case"],
+    "torch ms": lambda r: _ms(r.get("torch_s")),
+    "torch.func ms": lambda r: _ms(r.get("torch_func_s")),
+    "jaxinterp ms": lambda r: (
+        _ms(r.get("jax_s")) + (f" ({r['jax_impl']})" if "jax_impl" in r else "")
+    ),
+    "torch / jax": lambda r: _ratio(r.get("torch_s"), r.get("jax_s")),
+    "torch.func / jax": lambda r: _ratio(r.get("torch_func_s"), r.get("jax_s")),
+    "values": lambda r: r["check"]["status"],
+    "target": lambda r: r.get("target_text", "-"),
+}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    missing = torch_missing()
+    if missing:
+        print(f"{INSTALL_HINT}; {missing}")
+        return []
+    import torch
+
+    from benchmarks import _compare_cases as cases
+
+    torch.set_num_threads(args.threads)
+    rows: list[dict] = []
+    for model_name in args.models:
+        rows += cases.run_model(model_name, args)
+    for r in rows:
+        cases.judge(r, TARGETS, TARGET_SETTING)
+    report(rows, COLUMNS, args.json, meta=cases.meta(args, TARGETS, TARGET_SETTING))
+    cases.print_targets(rows, TARGETS, TARGET_SETTING)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
