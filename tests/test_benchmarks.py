@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import attribution, compare_torch, regularizers, train_step
+from benchmarks import attribution, compare_torch, regularizers, scaling, train_step
 
 
 def test_train_step_benchmark_quick(tmp_path, capsys):
@@ -194,3 +194,30 @@ def test_compare_torch_disagreement_raises():
         _torch_checks.check_logits(s, tmodel, x)
     with pytest.raises(_torch_checks.ValueMismatch, match="input_gradient_norm"):
         _torch_checks.check_penalty("input_gradient_norm", s, tmodel, x, y, None, ("fast",))
+
+
+def test_scaling_benchmark_quick(tmp_path, capsys):
+    # Each device count runs in a child process with its own fake-device count.
+    out = tmp_path / "scaling.json"
+    rows = scaling.main(["--quick", "--model", "mlp", "--devices", "1,2", "--json", str(out)])
+    assert [(r["devices"], r["device_count"], r["global_batch"]) for r in rows] == [
+        (1, 1, 8),
+        (2, 2, 8),
+    ]
+    assert all(r["mode"] == "subprocess" and r["examples_per_s"] > 0 for r in rows)
+    assert rows[0]["efficiency"] == 1.0 and rows[1]["efficiency"] > 0
+    assert "| mlp | none | 2 | 8 | 4 |" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["results"]) == 2
+
+
+def test_scaling_helpers():
+    env = scaling.child_env(3)
+    assert env["XLA_FLAGS"].count("xla_force_host_platform_device_count") == 1
+    assert env["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=3")
+    rows = [{"devices": 2, "examples_per_s": 100.0}, {"devices": 4, "examples_per_s": 150.0}]
+    scaling.add_efficiency(rows)
+    assert [r["efficiency"] for r in rows] == [1.0, 0.75]
+    weak = scaling.parse_args(["--per-device-batch", "16", "--devices", "1,4"])
+    assert [scaling.global_batch(weak, n) for n in (1, 4)] == [16, 64]
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--batch-size", "6", "--devices", "1,4"])
