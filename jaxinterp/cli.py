@@ -2,6 +2,8 @@
 
 ``jaxinterp train --config configs/NAME.py [--config.field=value ...] --workdir DIR``
 ``jaxinterp explain --workdir DIR [--methods ig,big,...] --out FILE.png``
+``jaxinterp evaluate --workdir DIR [--methods ...] [--metrics ...] --out FILE.json``
+``jaxinterp reproduce [--quick] [--config configs/reproduce_NAME.py] --out DIR``
 ``jaxinterp prepare --dataset NAME [--data-dir DIR]``
 
 Bad input ends the command with exit status 2 and one line on stderr (set
@@ -18,6 +20,24 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+# The metric names of 'evaluate' (jaxinterp.experiments.metric_suite.METRICS), listed here
+# so that --help does not import JAX.
+_METRIC_NAMES = (
+    "deletion",
+    "insertion",
+    "infidelity",
+    "completeness",
+    "max_sensitivity",
+    "rps",
+    "topk_attack",
+    "targeted_attack",
+    "energy_game",
+    "pointing_game",
+    "gini",
+    "retrieval",
+    "ape",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,12 +68,51 @@ def _parser() -> argparse.ArgumentParser:
         "--methods",
         default="gradient,ig,smoothgrad,big,relex",
         help="comma-separated, from: gradient, gradient_x_input, ig, smoothgrad, vargrad, "
-        "bsm, big, relex, regadv",
+        "bsm, big, relex, regadv, pgd_perturbation",
     )
     explain.add_argument("--out", required=True, help="the PNG to write")
     explain.add_argument("--num-examples", type=int, default=8)
     explain.add_argument("--split", default="test")
     explain.add_argument("--seed", type=int, default=0)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="explanation metrics of a trained model, as a table and JSON",
+        description="Evaluate each attribution method of a trained model with each metric on "
+        "the first test examples; prints a table (mean ± std per method) and writes JSON "
+        "with each metric's mean, std and count.",
+    )
+    evaluate.add_argument("--workdir", required=True, help="a workdir written by 'train'")
+    evaluate.add_argument(
+        "--methods", default="gradient,ig,smoothgrad", help="comma-separated, as for 'explain'"
+    )
+    evaluate.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated (default: all that apply), from: " + ", ".join(_METRIC_NAMES),
+    )
+    evaluate.add_argument("--out", required=True, help="the JSON file to write")
+    evaluate.add_argument("--num-examples", type=int, default=128)
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="train the comparison models and report on the claims of METHODS §5",
+        description="Train the study's models (standard, PGD-AT, TRADES, Hessian norm, "
+        "gradient alignment, activation sensitivity) and measure each claim; writes "
+        "DIR/results.json, DIR/report.md and DIR/figures/*.png. Rerunning with the same "
+        "--out reuses the trained models.",
+    )
+    reproduce.add_argument("--out", required=True, help="output directory")
+    reproduce.add_argument(
+        "--config", default=None, help="a configs/reproduce_*.py study (default: digits)"
+    )
+    reproduce.add_argument(
+        "--quick", action="store_true", help="one seed, shorter training, fewer examples"
+    )
+    reproduce.add_argument("--claims", default=None, help="comma-separated ids (default: all)")
 
     prepare = sub.add_parser(
         "prepare",
@@ -102,6 +161,50 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from jaxinterp.experiments.evaluate import evaluate, format_table
+
+    result = evaluate(
+        args.workdir,
+        _names(args.methods),
+        _names(args.metrics) if args.metrics is not None else None,
+        args.out,
+        num_examples=args.num_examples,
+        batch_size=args.batch_size,
+        split=args.split,
+        seed=args.seed,
+    )
+    print(format_table(result["results"]))
+    print(
+        f"accuracy {result['accuracy']:.4f} on {result['num_examples']} examples; wrote {args.out}"
+    )
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from jaxinterp.experiments import config_io
+    from jaxinterp.experiments.reproduce import reproduce
+
+    config = config_io.load_config(args.config) if args.config else None
+    claims = None
+    if args.claims:
+        try:
+            claims = [int(c) for c in _names(args.claims)]
+        except ValueError:
+            raise ValueError(
+                f"--claims must be comma-separated integers, got {args.claims!r}"
+            ) from None
+    summary = reproduce(args.out, config=config, quick=args.quick, claims=claims)
+    for c in summary["claims"]:
+        print(f"claim {c['id']} ({c['title']}): {c['status']}")
+    print(f"wrote {os.path.join(args.out, 'report.md')}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from jaxinterp import data
 
@@ -130,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, overrides)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "reproduce":
+            return _reproduce(args)
         return _prepare(args)
     except NonFiniteError as e:
         print(f"jaxinterp: error: {e}; stopped, the last good checkpoint is kept", file=sys.stderr)

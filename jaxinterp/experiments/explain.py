@@ -14,7 +14,15 @@ import numpy as np
 from jaxinterp import attacks, attribution, data
 from jaxinterp.experiments.restore import load_trained
 
-__all__ = ["METHODS", "check_methods", "compute_attributions", "explain", "heatmap"]
+__all__ = [
+    "METHODS",
+    "attribution_fn",
+    "check_methods",
+    "compute_attributions",
+    "explain",
+    "heatmap",
+    "plot_grid",
+]
 
 
 def _score_based(method: Callable) -> Callable:
@@ -45,10 +53,16 @@ def _relex(apply_fn, params, x, target, key):
     return attribution.relex()(apply_fn, params, x, target, key=key)
 
 
-def _regadv(apply_fn, params, x, target, key):
-    return attribution.regularized_adversarial(epsilon=0.1, num_steps=20, l1=0.01, tv=0.01)(
-        apply_fn, params, x, target, key=key
-    )
+def _perturbation(**kwargs) -> Callable:
+    """``E = Σ_c |δ|`` of a (regularized) adversarial ``δ``, spread evenly over ``x``'s
+    channels so the attribution is shaped like ``x`` and its channel sum is ``E``."""
+    explain = attribution.regularized_adversarial(epsilon=0.1, num_steps=20, **kwargs)
+
+    def run(apply_fn, params, x, target, key):
+        e = explain(apply_fn, params, x, target, key=key)
+        return jnp.broadcast_to(e / x.shape[-1], x.shape)
+
+    return run
 
 
 # name -> fn(apply_fn, params, x [B, ...], target [B], key) -> attribution shaped like x.
@@ -63,7 +77,9 @@ METHODS: dict[str, Callable] = {
     "bsm": _boundary("bsm"),
     "big": _boundary("big"),
     "relex": _relex,
-    "regadv": _regadv,
+    # Shoshan & Ratner: smoothed, L1/TV-penalised PGD; the plain PGD perturbation as control.
+    "regadv": _perturbation(l1=0.01, tv=0.01),
+    "pgd_perturbation": _perturbation(smoothing_sigma=None),
 }
 
 
@@ -74,6 +90,13 @@ def check_methods(methods: Sequence[str]) -> None:
         raise ValueError(
             f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def attribution_fn(apply_fn: Callable, method: str) -> Callable:
+    """``jit(fn)(params, x, target, key) -> attribution`` of a method; cached per ``apply_fn``
+    so that models of one architecture share the compiled code."""
+    return jax.jit(functools.partial(METHODS[method], apply_fn))
 
 
 def heatmap(a: np.ndarray) -> np.ndarray:
@@ -91,14 +114,15 @@ def compute_attributions(
     key = jax.random.PRNGKey(seed)
     out = {}
     for i, name in enumerate(methods):
-        fn = jax.jit(functools.partial(METHODS[name], apply_fn))
+        fn = attribution_fn(apply_fn, name)
         out[name] = np.asarray(
             fn(params, jnp.asarray(x), jnp.asarray(target), jax.random.fold_in(key, i))
         )
     return out
 
 
-def _plot(x: np.ndarray, labels, preds, maps: dict[str, np.ndarray], out: str) -> None:
+def plot_grid(x: np.ndarray, labels, preds, maps: dict[str, np.ndarray], out: str) -> None:
+    """Writes a PNG: one row per example (the input, then each ``[B, H, W]`` map in [0, 1])."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,5 +182,5 @@ def explain(
         maps[name] = heatmap(attr)
         seconds[name] = time.perf_counter() - t0
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    _plot(x, labels, preds, maps, out)
+    plot_grid(x, labels, preds, maps, out)
     return seconds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import ml_collections
 import optax
@@ -12,13 +14,24 @@ __all__ = ["model_from_config", "optimizer_from_config", "run_keys"]
 
 
 def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> models.Model:
-    """The model named by ``config.model`` with the config's activation and kwargs."""
+    """The model named by ``config.model`` with the config's activation and kwargs.
+
+    Configs with the same architecture get the same :class:`~jaxinterp.models.Model` object,
+    so functions jitted with its ``apply_fn`` as a static argument compile once for all of
+    them (e.g. the models of one ``reproduce`` study).
+    """
+    kwargs = tuple(
+        sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.model_kwargs.items())
+    )
+    return _model(config.model, num_classes, config.activation, float(config.beta), kwargs)
+
+
+@functools.lru_cache(maxsize=64)
+def _model(
+    name: str, num_classes: int, activation: str, beta: float, kwargs: tuple
+) -> models.Model:
     return models.get_model(
-        config.model,
-        num_classes=num_classes,
-        activation=config.activation,
-        beta=config.beta,
-        **config.model_kwargs,
+        name, num_classes=num_classes, activation=activation, beta=beta, **dict(kwargs)
     )
 
 

@@ -1,0 +1,219 @@
+"""The metrics ``jaxinterp evaluate`` computes, by name, over one batch of explanations.
+
+Each entry of :data:`METRICS` is ``fn(case: Case) -> {value name: [B]}``: a metric may give
+several per-example values (e.g. an attribution attack gives the top-k intersection, the rank
+correlations and the centre-of-mass shift between the clean and the attacked map). All are
+built from :mod:`jaxinterp.metrics`; this module only fixes their settings and inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxinterp import attacks, attribution, metrics
+
+__all__ = ["DIFFERENTIABLE", "METRICS", "Case", "Settings", "needs"]
+
+# Methods whose attribution is differentiable in x at a cost fit for an attack loop.
+DIFFERENTIABLE = ("gradient", "gradient_x_input", "ig", "smoothgrad")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Hyperparameters of the evaluation (inputs in ``[0, 1]``).
+
+    Attributes:
+      epsilon: L∞ radius of the label attack (retrieval) and of APE's masked attack.
+      attack_steps: Steps of the label and attribution attacks.
+      attribution_epsilon: L∞ radius of the attribution attacks (top-k, targeted).
+      topk_fraction: ``k`` of the top-k attack and intersection, as a fraction of the map.
+      rps_epsilon: Noise radius of the random perturbation similarity (Joo et al.: 4/255).
+      sensitivity_radius: Radius of max-sensitivity's uniform noise.
+      num_samples: Noise samples of max-sensitivity and infidelity.
+      deletion_steps: Steps of the deletion and insertion curves.
+      ape_fraction: Fraction of pixels APE perturbs.
+    """
+
+    epsilon: float = 0.1
+    attack_steps: int = 20
+    attribution_epsilon: float = 0.05
+    topk_fraction: float = 0.1
+    rps_epsilon: float = 4 / 255
+    sensitivity_radius: float = 0.02
+    num_samples: int = 8
+    deletion_steps: int = 16
+    ape_fraction: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One batch to evaluate: a model, inputs, the class explained and its attribution.
+
+    Attributes:
+      apply_fn: ``apply_fn(params, x) -> logits``.
+      params: The model's params.
+      x: ``[B, H, W, C]`` inputs.
+      target: ``[B]`` the class explained (the model's prediction on ``x``).
+      attr: ``[B, H, W, C]`` the attribution of ``target`` at ``x``.
+      explain_fn: ``explain_fn(apply_fn, params, x, target) -> attribution`` (the method, its
+        key fixed), differentiable in ``x`` for the methods in :data:`DIFFERENTIABLE`.
+      key: A PRNG key for the metric's own randomness.
+      settings: The hyperparameters.
+      extras: Other features of the batch, e.g. ``bbox [B, 4]`` and ``mask [B, H, W]``.
+      surrogate_apply_fn: A smooth twin of a ReLU ``apply_fn`` for the attribution attacks.
+    """
+
+    apply_fn: Callable
+    params: Any
+    x: jax.Array
+    target: jax.Array
+    attr: jax.Array
+    explain_fn: Callable
+    key: jax.Array
+    settings: Settings
+    extras: dict = dataclasses.field(default_factory=dict)
+    surrogate_apply_fn: Callable | None = None
+
+    def score(self, kind: str = "softmax") -> Callable:
+        return attribution.class_score(self.apply_fn, self.params, self.target, kind)
+
+    def explain_at(self, x: jax.Array) -> jax.Array:
+        return self.explain_fn(self.apply_fn, self.params, x, self.target)
+
+
+def _k(c: Case) -> int:
+    return max(1, int(round(c.settings.topk_fraction * c.x.shape[1] * c.x.shape[2])))
+
+
+def _attacked(c: Case, result: attacks.AttributionAttackResult) -> dict[str, jax.Array]:
+    clean = attacks.normalized_map(c.attr)
+    adv = attacks.normalized_map(c.explain_at(result.x_adv))
+    return {
+        "topk_intersection": metrics.topk_intersection(clean, adv, _k(c)),
+        "spearman": metrics.spearman(clean, adv),
+        "kendall_tau": metrics.kendall_tau(clean, adv),
+        "center_of_mass_shift": metrics.center_of_mass_shift(clean, adv),
+        "label_kept": result.label_kept.astype(jnp.float32),
+    }
+
+
+def _topk_attack(c: Case) -> dict[str, jax.Array]:
+    s = c.settings
+    attack = attacks.topk_attack(
+        c.explain_fn, epsilon=s.attribution_epsilon, num_steps=s.attack_steps, k=_k(c)
+    )
+    result = attack(c.apply_fn, c.params, c.x, c.target, surrogate_apply_fn=c.surrogate_apply_fn)
+    return _attacked(c, result)
+
+
+def _targeted_attack(c: Case) -> dict[str, jax.Array]:
+    s = c.settings
+    attack = attacks.targeted_manipulation(
+        c.explain_fn,
+        epsilon=s.attribution_epsilon,
+        num_steps=s.attack_steps,
+        learning_rate=s.attribution_epsilon / 10,
+    )
+    frame = attacks.frame_target(c.x.shape[1:3], width=max(1, c.x.shape[1] // 8))
+    result = attack(
+        c.apply_fn, c.params, c.x, frame, c.target, surrogate_apply_fn=c.surrogate_apply_fn
+    )
+    adv = attacks.normalized_map(c.explain_at(result.x_adv))
+    frame_b = jnp.broadcast_to(frame, adv.shape)
+    return _attacked(c, result) | {
+        "target_distance": result.score,
+        "target_pearson": metrics.pearson(adv, frame_b),
+    }
+
+
+def _rps(c: Case) -> dict[str, jax.Array]:
+    out = {}
+    for name in ("pearson", "ssim"):
+        out[name] = metrics.random_perturbation_similarity(
+            c.explain_at, c.x, key=c.key, epsilon=c.settings.rps_epsilon, similarity=name
+        )
+    return out
+
+
+def _region(c: Case) -> jax.Array:
+    if "bbox" not in c.extras:
+        raise ValueError("the localisation metrics need a dataset with boxes (digits_canvas)")
+    return metrics.box_mask(c.extras["bbox"], c.x.shape[1:3])
+
+
+def _retrieval(c: Case) -> dict[str, jax.Array]:
+    s = c.settings
+    attack = attacks.pgd(epsilon=s.epsilon, num_steps=s.attack_steps)
+    x_adv = attack(c.apply_fn, c.params, c.x, c.target, key=c.key)
+    flipped = jnp.argmax(c.apply_fn(c.params, x_adv), -1) != c.target
+    a_adv = c.explain_at(x_adv)
+    hit = metrics.retrieval(c.apply_fn, c.params, x_adv, a_adv, c.target)
+    return {"retrieval": hit, "attack_success": flipped.astype(jnp.float32)}
+
+
+def _ape(c: Case) -> dict[str, jax.Array]:
+    s = c.settings
+    return metrics.ape(
+        c.apply_fn,
+        c.params,
+        c.x,
+        c.target,
+        c.attr,
+        epsilon=s.epsilon,
+        num_steps=s.attack_steps,
+        fraction=s.ape_fraction,
+    )
+
+
+# name -> fn(case) -> {value name: [B]}.
+METRICS: dict[str, Callable[[Case], dict[str, jax.Array]]] = {
+    "deletion": lambda c: {
+        "auc": metrics.deletion_auc(
+            c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="zeros"
+        )
+    },
+    "insertion": lambda c: {
+        "auc": metrics.insertion_auc(
+            c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="blur"
+        )
+    },
+    "infidelity": lambda c: {
+        "value": metrics.infidelity(
+            c.score("logit"), c.x, c.attr, key=c.key, num_samples=c.settings.num_samples
+        )
+    },
+    "completeness": lambda c: {
+        "delta": metrics.completeness_delta(c.score("logit"), c.x, c.attr, jnp.zeros_like(c.x))
+    },
+    "max_sensitivity": lambda c: {
+        "value": metrics.max_sensitivity(
+            c.explain_at,
+            c.x,
+            key=c.key,
+            radius=c.settings.sensitivity_radius,
+            num_samples=c.settings.num_samples,
+        )
+    },
+    "rps": _rps,
+    "topk_attack": _topk_attack,
+    "targeted_attack": _targeted_attack,
+    "energy_game": lambda c: {"value": metrics.energy_game(c.attr, _region(c))},
+    "pointing_game": lambda c: {"value": metrics.pointing_game(c.attr, _region(c))},
+    "gini": lambda c: {"value": metrics.gini(c.attr)},
+    "retrieval": _retrieval,
+    "ape": _ape,
+}
+
+
+def needs(metric: str) -> str | None:
+    """What ``metric`` needs beyond a batch: ``"differentiable"``, ``"boxes"`` or ``None``."""
+    if metric in ("topk_attack", "targeted_attack"):
+        return "differentiable"
+    if metric in ("energy_game", "pointing_game"):
+        return "boxes"
+    return None

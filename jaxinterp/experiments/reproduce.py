@@ -1,0 +1,147 @@
+"""The job behind ``jaxinterp reproduce``: train the study's models, measure the claims, report.
+
+Models are trained into ``DIR/models/<experiment>_s<seed>`` (a rerun resumes or reuses them),
+the claims of METHODS §5 are measured (:mod:`jaxinterp.experiments.claims`) and written to
+``DIR/results.json``, ``DIR/report.md`` and ``DIR/figures/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxinterp import data
+from jaxinterp.experiments import claims as claims_lib
+from jaxinterp.experiments import lab as lab_lib
+from jaxinterp.experiments import report, study
+from jaxinterp.experiments.metric_suite import Settings
+from jaxinterp.experiments.restore import load_trained
+from jaxinterp.experiments.train import train_and_evaluate
+
+__all__ = ["reproduce"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> lab_lib.Model:
+    t0 = time.perf_counter()
+    result = train_and_evaluate(config, workdir)
+    trained = load_trained(workdir)
+    acc = result["eval"]["accuracy"]
+    _log(f"  {os.path.basename(workdir)}: accuracy {acc:.3f} ({time.perf_counter() - t0:.0f}s)")
+    return lab_lib.Model(
+        name=os.path.basename(workdir),
+        seed=int(config.seed),
+        apply_fn=trained.model.apply_fn,
+        features_fn=trained.model.features_fn,
+        params=trained.params,
+        accuracy=float(acc),
+        config=trained.config,
+    )
+
+
+def _check(s: ml_collections.ConfigDict, only: Sequence[int] | None) -> list[int]:
+    if not s.seeds:
+        raise ValueError("the study needs at least one seed")
+    if s.num_examples < 1 or s.eval_batch_size < 1:
+        raise ValueError("num_examples and eval_batch_size must be >= 1")
+    ids = list(claims_lib.CLAIMS) if not only else list(only)
+    unknown = [i for i in ids if i not in claims_lib.CLAIMS]
+    if unknown:
+        raise ValueError(f"unknown claim(s) {unknown}; known: {list(claims_lib.CLAIMS)}")
+    return ids
+
+
+def reproduce(
+    out: str,
+    *,
+    config: ml_collections.ConfigDict | None = None,
+    quick: bool = False,
+    claims: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Trains the study's models, measures the claims and writes the report into ``out``.
+
+    Args:
+      out: Output directory.
+      config: A :func:`~jaxinterp.experiments.study.study_config` (default: digits).
+      quick: Apply :func:`~jaxinterp.experiments.study.quick`.
+      claims: Claim ids to measure (default: all five).
+
+    Returns:
+      What ``results.json`` holds.
+    """
+    s = config if config is not None else study.study_config("digits")
+    s = study.quick(s) if quick else s
+    ids = _check(s, claims)
+    t_start = time.perf_counter()
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    _log(f"training {len(study.MODELS)} models x {len(s.seeds)} seed(s) on {s.dataset}")
+    trained = {}
+    for name in study.MODELS:
+        for seed in s.seeds:
+            cfg = study.model_config(s, name, seed)
+            trained[(name, int(seed))] = _train(cfg, os.path.join(out, "models", f"{name}_s{seed}"))
+    localisation = {}
+    loc_test = None
+    if s.localisation_dataset and 3 in ids:
+        _log(f"training the localisation model on {s.localisation_dataset}")
+        for seed in s.seeds:
+            cfg = study.model_config(s, "standard", seed, localisation=True)
+            path = os.path.join(out, "models", f"localisation_standard_s{seed}")
+            localisation[int(seed)] = _train(cfg, path)
+        loc_test = data.load_split(s.localisation_dataset, "test", data_dir=s.data_dir or None)
+    lab = lab_lib.Lab(
+        models=trained,
+        test=data.load_split(s.dataset, "test", data_dir=s.data_dir or None),
+        settings=Settings(**s.eval.to_dict()),
+        seeds=[int(seed) for seed in s.seeds],
+        num_examples=int(s.num_examples),
+        batch_size=int(s.eval_batch_size),
+        localisation=localisation,
+        localisation_test=loc_test,
+        log=_log,
+    )
+    results = []
+    for i in ids:
+        t0 = time.perf_counter()
+        _log(f"claim {i}")
+        r = claims_lib.CLAIMS[i](lab)
+        r["seconds"] = time.perf_counter() - t0
+        _log(f"claim {i}: {r['status']} ({r['seconds']:.0f}s)")
+        results.append(r)
+    figures = report.figures(lab, s, os.path.join(out, "figures"), results)
+    summary = {
+        "study": s.to_dict(),
+        "quick": quick,
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in jax.devices()],
+        "accuracy": {f"{n}_s{seed}": m.accuracy for (n, seed), m in trained.items()},
+        "claims": results,
+        "figures": figures,
+        "seconds": time.perf_counter() - t_start,
+    }
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=_jsonable)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(report.markdown(summary))
+    _log(f"wrote {out}/report.md ({summary['seconds']:.0f}s)")
+    return summary
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.ndarray, jnp.ndarray)):
+        return np.asarray(v).tolist()
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v)}")

@@ -1,0 +1,101 @@
+"""The study ``jaxinterp reproduce`` runs: which models, how long, how many examples.
+
+``configs/reproduce_*.py`` return :func:`study_config` for a dataset; ``--quick`` applies
+:func:`quick` (one seed, shorter training, fewer examples), sized to finish in minutes on a
+2-core CPU for the embedded data.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxinterp.experiments.defaults import experiment_config
+
+__all__ = ["MODELS", "model_config", "quick", "study_config"]
+
+# The models the claims of METHODS §5 compare (all softplus CNNs).
+MODELS = ("standard", "pgd_at", "trades", "hessian", "lga", "act_sens")
+
+
+def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
+    """The full study on ``dataset`` (``digits``, ``mnist`` or ``cifar10``).
+
+    Fields:
+      dataset: Training and evaluation data of the six models.
+      localisation_dataset: A dataset with boxes for the localisation claim (``""``: none,
+        that part of claim 3 is then reported as not measured).
+      seeds: One model per experiment and seed; claims compare means over seeds.
+      model, model_kwargs: Another architecture for every model (e.g. a small MLP for a smoke
+        test); ``""`` keeps the experiment configs' softplus CNN.
+      num_steps: Training steps per model (0: the experiment config's own).
+      localisation_model_kwargs: The (smaller) CNN trained on the localisation data.
+      num_examples: Test examples evaluated per model; eval_batch_size: their batch.
+      eval: :class:`jaxinterp.experiments.metric_suite.Settings` fields.
+      num_figure_examples: Rows of the attribution grids.
+      data_dir: TFDS data dir ("" -> the default).
+    """
+    s = ml_collections.ConfigDict()
+    s.dataset = dataset
+    s.localisation_dataset = "digits_canvas" if dataset == "digits" else ""
+    s.seeds = (0, 1, 2)
+    s.model = ""  # "" -> the experiment configs' softplus CNN; else a model name for all
+    s.model_kwargs = ml_collections.ConfigDict()  # with `model`: its architecture options
+    s.num_steps = 1000 if dataset == "digits" else 0
+    s.localisation_num_steps = 600
+    s.localisation_model_kwargs = ml_collections.ConfigDict(
+        dict(channels=(8, 8, 16, 16), hidden=64)
+    )
+    s.num_examples = 360 if dataset == "digits" else 1000
+    s.eval_batch_size = 120 if dataset == "digits" else 100
+    s.eval = ml_collections.ConfigDict(
+        dict(
+            epsilon=0.1 if dataset != "cifar10" else 8 / 255,
+            attack_steps=20,
+            attribution_epsilon=0.05 if dataset != "cifar10" else 4 / 255,
+            topk_fraction=0.1,
+            rps_epsilon=4 / 255,
+            sensitivity_radius=0.02,
+            num_samples=8,
+            deletion_steps=16,
+            ape_fraction=0.1,
+        )
+    )
+    s.num_figure_examples = 6
+    s.data_dir = ""
+    return s
+
+
+def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The ``--quick`` version of ``study``: one seed, a third of the steps, fewer examples."""
+    s = ml_collections.ConfigDict(study.to_dict())
+    s.seeds = (int(study.seeds[0]),)
+    if s.num_steps:
+        s.num_steps = max(1, s.num_steps * 3 // 10)
+    s.localisation_num_steps = max(1, s.localisation_num_steps // 2)
+    s.num_examples = min(s.num_examples, 96)
+    s.eval_batch_size = min(s.eval_batch_size, 48)
+    s.eval.attack_steps = 10
+    return s
+
+
+def model_config(
+    study: ml_collections.ConfigDict, experiment: str, seed: int, *, localisation: bool = False
+) -> ml_collections.ConfigDict:
+    """The training config of one model of the study."""
+    dataset = study.localisation_dataset if localisation else study.dataset
+    c = experiment_config(experiment, dataset)
+    c.seed = int(seed)
+    c.data_dir = study.data_dir
+    c.log_every = 100
+    c.checkpoint_every = 200
+    c.keep_checkpoints = 1
+    steps = study.localisation_num_steps if localisation else study.num_steps
+    if steps:
+        c.num_steps = int(steps)
+        c.log_every = min(c.log_every, c.num_steps)
+    if study.model:
+        c.model = study.model
+        c.model_kwargs = ml_collections.ConfigDict(study.model_kwargs.to_dict())
+    elif localisation:
+        c.model_kwargs = ml_collections.ConfigDict(study.localisation_model_kwargs.to_dict())
+    return c
