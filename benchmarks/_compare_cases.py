@@ -25,7 +25,18 @@ CHECK_KEY = jax.random.PRNGKey(7)
 
 
 def _time_torch(step, args: argparse.Namespace) -> float:
-    return time_calls(step, repeats=args.repeats, warmup=args.warmup, sync=lambda r: r)["median_s"]
+    """Median seconds of ``step()``; on CUDA each call is followed by a synchronize."""
+    if args.torch_device.startswith("cuda"):
+
+        def sync(result):
+            torch.cuda.synchronize()
+            return result
+    else:
+
+        def sync(result):
+            return result
+
+    return time_calls(step, repeats=args.repeats, warmup=args.warmup, sync=sync)["median_s"]
 
 
 def _fresh(tmodel: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -92,7 +103,8 @@ def _penalty_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]
 def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
     x, y = s.batch["image"], s.batch["label"]
     base = ta.baseline_for(x)
-    theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=tm.nchw(base))
+    base_t = tm.nchw(base).to(xt.device)
+    theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=base_t)
     t = compile_and_time(
         ta.jax_fn(cfg, s.model.apply_fn),
         s.params,
@@ -131,8 +143,14 @@ def run_model(model_name: str, args: argparse.Namespace) -> list[dict[str, Any]]
         if args.attributions is None or case in args.attributions:
             check = checks.check_attribution(case, cfg, s, tmodel, xc, yc)
             rows.append({"case": case, "kind": cfg["kind"], "cfg": cfg, "check": check})
+    # Values are checked on the CPU twin; timing runs on --torch-device.
+    tmodel, xt, yt = (
+        tmodel.to(args.torch_device),
+        xt.to(args.torch_device),
+        yt.to(args.torch_device),
+    )
     for r in rows:
-        r.update(base)
+        r.update(base, torch_device=args.torch_device)
         if args.check_only:
             continue
         print(f"[{model_name}] timing {r['case']} ...", flush=True)

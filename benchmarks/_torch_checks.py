@@ -36,7 +36,10 @@ __all__ = [
 ]
 
 RTOL32 = 1e-4
-RTOL64 = 1e-8
+RTOL64 = 1e-6
+"""Far below any real disagreement (≥ 1e-3), above float32 round-off in constants: Captum
+builds its quadrature weights (and the trapezoid's nodes) as float32 tensors even for float64
+inputs, which alone leaves ~1e-9–1e-8 relative error."""
 
 
 class ValueMismatch(AssertionError):
@@ -122,7 +125,7 @@ def _twice(errors: Callable[[Any], dict[str, float]], what: str) -> dict[str, An
         bad = {k: v for k, v in e64.items() if v > RTOL64}
         raise ValueMismatch(f"{what}: jaxinterp and PyTorch disagree in float64: {bad}")
     return {
-        "status": "ok (float64)",
+        "status": f"ok (float64; float32 err {worst32:.0e})",
         "dtype": "float64",
         "max_rel_err": worst64,
         "float32_max_rel_err": worst32,

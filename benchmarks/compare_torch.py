@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.compare_torch [--models cnn] [--batch-size 128] [--input-shape 32,32,3]
 [--penalties ...] [--attributions ...] [--ig-steps 32] [--sg-samples 25] [--ig-chunk 8]
-[--check-batch 16] [--check-only] [--repeats 10] [--warmup 3] [--quick] [--json FILE]``
+[--check-batch 16] [--check-only] [--jax-impls both|default] [--torch-device cpu|cuda]
+[--threads N] [--repeats 10] [--warmup 3] [--quick] [--json FILE]``
 
 Needs the optional extra ``pip install ".[bench]"`` (torch, captum); without it, prints how to
 install it and exits 0. The PyTorch models hold the JAX params' weights (layouts converted).
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("default", "both"),
         default=None,
         help="time the penalty's default impl only, or both (default: both; quick: default)",
+    )
+    p.add_argument(
+        "--torch-device", default="cpu", help="where PyTorch is timed (cpu, cuda); checks: cpu"
     )
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     add_common_args(p)

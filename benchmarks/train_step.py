@@ -1,7 +1,7 @@
 """Plain train-step throughput of the bundled models.
 
 ``python -m benchmarks.train_step [--models cnn,mlp] [--batch-sizes 32,128,512]
-[--input-shape 32,32,3] [--repeats 20] [--json FILE]``
+[--input-shape 32,32,3] [--repeats 20] [--warmup 3] [--quick] [--json FILE]``
 
 Per model and batch size: median step time after warm-up, examples/s, compile time and the
 compiled step's temporary memory, on the first device. This is the denominator of every
@@ -12,48 +12,32 @@ from __future__ import annotations
 
 import argparse
 
-import jax
-import numpy as np
-import optax
-
-from benchmarks._timing import compile_and_time, report
-from jaxinterp import models, training
+from benchmarks._setup import Setup, add_common_args, parse_shape, resolve
+from benchmarks._timing import compile_and_time, parse_ints, report
+from jaxinterp import training
 
 
-def bench(model_name: str, batch_size: int, input_shape: tuple[int, ...], repeats: int) -> dict:
-    model = models.get_model(model_name, num_classes=10, activation="softplus", beta=3.0)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(batch_size, *input_shape)).astype(np.float32)
-    y = rng.integers(0, 10, size=batch_size).astype(np.int32)
-    tx = optax.adam(1e-3)
-    state = training.create_train_state(
-        model.init(jax.random.PRNGKey(0), x[:1]), tx, key=jax.random.PRNGKey(1)
-    )
-    step = training.make_train_step(model.apply_fn, tx)
-    timing = compile_and_time(step, state, {"image": x, "label": y}, repeats=repeats)
-    return {
-        "model": model_name,
-        "batch_size": batch_size,
-        "input_shape": list(input_shape),
-        **timing,
-        "examples_per_s": batch_size / timing["median_s"],
-    }
+def bench(
+    model_name: str, batch_size: int, input_shape: tuple[int, ...], repeats: int, warmup: int
+) -> dict:
+    """The plain step's timing on one model and batch size."""
+    s = Setup(model_name, batch_size, input_shape)
+    step = training.make_train_step(s.model.apply_fn, s.tx)
+    timing = compile_and_time(step, s.state, s.batch, repeats=repeats, warmup=warmup)
+    return {**s.describe(), **timing, "examples_per_s": batch_size / timing["median_s"]}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="cnn,mlp")
-    p.add_argument("--batch-sizes", default="32,128,512")
-    p.add_argument("--input-shape", default="32,32,3")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--json", default=None, help="write results here")
+    p.add_argument("--models", "--model", dest="models", default="cnn,mlp")
+    p.add_argument("--batch-sizes", default=None, help="default 32,128,512 (quick: 4)")
+    add_common_args(p)
     args = p.parse_args(argv)
-    shape = tuple(int(s) for s in args.input_shape.split(","))
-    rows = [
-        bench(m, int(b), shape, args.repeats)
-        for m in args.models.split(",")
-        for b in args.batch_sizes.split(",")
-    ]
+    q = args.quick
+    sizes = parse_ints(resolve(args.batch_sizes, "32,128,512", "4", q))
+    shape = parse_shape(resolve(args.input_shape, "32,32,3", "8,8,1", q))
+    repeats, warmup = resolve(args.repeats, 20, 1, q), resolve(args.warmup, 3, 0, q)
+    rows = [bench(m, b, shape, repeats, warmup) for m in args.models.split(",") for b in sizes]
     report(
         rows,
         {
