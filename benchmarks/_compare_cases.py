@@ -24,8 +24,9 @@ __all__ = ["judge", "meta", "print_targets", "run_model"]
 CHECK_KEY = jax.random.PRNGKey(7)
 
 
-def _time_torch(step, args: argparse.Namespace) -> float:
+def _time_torch(step, args: argparse.Namespace, attribution: bool = False) -> float:
     """Median seconds of ``step()``; on CUDA each call is followed by a synchronize."""
+    repeats, warmup = _counts(args, attribution)
     if args.torch_device.startswith("cuda"):
 
         def sync(result):
@@ -36,7 +37,14 @@ def _time_torch(step, args: argparse.Namespace) -> float:
         def sync(result):
             return result
 
-    return time_calls(step, repeats=args.repeats, warmup=args.warmup, sync=sync)["median_s"]
+    return time_calls(step, repeats=repeats, warmup=warmup, sync=sync)["median_s"]
+
+
+def _counts(args: argparse.Namespace, attribution: bool) -> tuple[int, int]:
+    """(repeats, warmup): attributions have their own, as one call costs many steps."""
+    if attribution:
+        return args.attr_repeats, args.attr_warmup
+    return args.repeats, args.warmup
 
 
 def _fresh(tmodel: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -112,11 +120,11 @@ def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
         y,
         base,
         jax.random.PRNGKey(1),
-        repeats=args.repeats,
-        warmup=args.warmup,
+        repeats=args.attr_repeats,
+        warmup=args.attr_warmup,
     )
     return {
-        "torch_s": _time_torch(theirs, args),
+        "torch_s": _time_torch(theirs, args, attribution=True),
         "jax_s": t["median_s"],
         "jax_compile_s": t["compile_s"],
         "jax_temp_bytes": t["temp_bytes"],
@@ -209,7 +217,16 @@ def meta(args: argparse.Namespace, targets: dict, setting: dict) -> dict[str, An
     """Settings and targets for the JSON."""
     settings = {
         k: getattr(args, k)
-        for k in ("repeats", "warmup", "ig_steps", "ig_chunk", "sg_samples", "check_batch")
+        for k in (
+            "repeats",
+            "warmup",
+            "attr_repeats",
+            "attr_warmup",
+            "ig_steps",
+            "ig_chunk",
+            "sg_samples",
+            "check_batch",
+        )
     }
     settings.update(
         quick=args.quick,

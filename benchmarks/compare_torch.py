@@ -3,7 +3,8 @@
 ``python -m benchmarks.compare_torch [--models cnn] [--batch-size 128] [--input-shape 32,32,3]
 [--penalties ...] [--attributions ...] [--ig-steps 32] [--sg-samples 25] [--ig-chunk 8]
 [--check-batch 16] [--check-only] [--jax-impls both|default] [--torch-device cpu|cuda]
-[--threads N] [--repeats 10] [--warmup 3] [--quick] [--json FILE]``
+[--threads N] [--repeats 10] [--warmup 3] [--attr-repeats 5] [--attr-warmup 1] [--quick]
+[--json FILE]``
 
 Needs the optional extra ``pip install ".[bench]"`` (torch, captum); without it, prints how to
 install it and exits 0. The PyTorch models hold the JAX params' weights (layouts converted).
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ig-steps", type=int, default=None, help="IG steps (default 32, quick 4)")
     p.add_argument("--ig-chunk", type=int, default=None, help="chunked IG case (default 8)")
     p.add_argument("--sg-samples", type=int, default=None, help="SmoothGrad samples (25)")
+    p.add_argument("--attr-repeats", type=int, default=None, help="attribution repeats (5)")
+    p.add_argument("--attr-warmup", type=int, default=None, help="attribution warm-up (1)")
     p.add_argument("--check-batch", type=int, default=16, help="examples in the value checks")
     p.add_argument("--check-only", action="store_true", help="value checks only, no timing")
     p.add_argument(
@@ -82,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.input_shape = parse_shape(resolve(args.input_shape, "32,32,3", "8,8,3", q))
     args.repeats = resolve(args.repeats, 10, 1, q)
     args.warmup = resolve(args.warmup, 3, 1, q)
+    args.attr_repeats = resolve(args.attr_repeats, 5, 1, q)
+    args.attr_warmup = resolve(args.attr_warmup, 1, 1, q)
     args.ig_steps = resolve(args.ig_steps, 32, 4, q)
     args.ig_chunk = resolve(args.ig_chunk, 8, 2, q)
     args.jax_impls = resolve(args.jax_impls, "both", "default", q)
