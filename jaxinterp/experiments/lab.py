@@ -48,11 +48,16 @@ class Lab:
     batch_size: int
     localisation: dict[int, Model] = dataclasses.field(default_factory=dict)
     localisation_test: data.Split | None = None
+    localisation_num_examples: int = 0
+    boundary_searches: int = 3
     log: Callable[[str], None] = print
 
     def xy(self, split: data.Split | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        n = self.num_examples
+        if split is not None and split is not self.test:
+            n = self.localisation_num_examples or n
         split = split or self.test
-        n = min(self.num_examples, len(split.images))
+        n = min(n, len(split.images))
         extras = {k: np.asarray(v[:n]) for k, v in split.extras.items() if k == "bbox"}
         return np.asarray(split.images[:n]), np.asarray(split.labels[:n]), extras
 

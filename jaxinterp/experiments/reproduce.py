@@ -110,6 +110,8 @@ def reproduce(
         batch_size=int(s.eval_batch_size),
         localisation=localisation,
         localisation_test=loc_test,
+        localisation_num_examples=int(s.localisation_num_examples),
+        boundary_searches=int(s.boundary_searches),
         log=_log,
     )
     results = []
