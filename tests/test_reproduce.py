@@ -10,7 +10,7 @@ from jaxinterp import cli
 from jaxinterp.experiments import lab, study
 
 # A study file as a user would write one: the digits study, shrunk to run in about a minute.
-STUDY = '''
+STUDY = """
 from jaxinterp.experiments.study import study_config
 
 
@@ -26,7 +26,7 @@ def get_config():
     s.num_figure_examples = 2
     s.data_dir = {data_dir!r}
     return s
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -186,10 +186,10 @@ def _consistency(maps: list[jax.Array], k: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _boundary_fns(apply_fn: Callable) -> tuple[Callable, Callable]:
+def _boundary_fns(apply_fn: Callable, cw_binary_search_steps: int) -> tuple[Callable, Callable]:
     """Jitted ``(boundary, ig)`` for one architecture: ``boundary(params, x, target, key)``
     gives ``(found, BIG, cos(∇f_y(x), ∇f_y(x')))``; ``ig(params, x, target, baseline)``."""
-    search = attacks.boundary_search()
+    search = attacks.boundary_search(cw_binary_search_steps=cw_binary_search_steps)
 
     def boundary(params, x, target, key):
         r = search(apply_fn, params, x, target, key=key)
@@ -218,7 +218,7 @@ def _localisation(lab: Lab, m: Model) -> dict[str, float]:
     ``lab.boundary_searches`` searches (seeds), and the energy game of IG (zero baseline) and
     BIG (first search), over the examples where every search found a boundary point."""
     x, _, extras = lab.xy(lab.localisation_test)
-    boundary, ig = _boundary_fns(m.apply_fn)
+    boundary, ig = _boundary_fns(m.apply_fn, lab.cw_binary_search_steps)
     pred = jnp.asarray(lab.predictions(m, x))
     k = max(1, int(round(lab.settings.topk_fraction * x.shape[1] * x.shape[2])))
     key = jax.random.PRNGKey(m.seed)
@@ -252,7 +252,7 @@ def _boundary_cosine(lab: Lab, m: Model) -> float:
     """Mean ``cos(∇f_y(x), ∇f_y(x'))`` over the examples with a boundary point ``x'``."""
     x, _, _ = lab.xy()
     pred = jnp.asarray(lab.predictions(m, x))
-    found, _, cos = _boundary_fns(m.apply_fn)[0](
+    found, _, cos = _boundary_fns(m.apply_fn, lab.cw_binary_search_steps)[0](
         m.params, jnp.asarray(x), pred, jax.random.PRNGKey(m.seed)
     )
     return _mean_where(np.asarray(cos), np.asarray(found))

@@ -118,7 +118,10 @@ def per_example(
             sl = slice(start, start + batch_size)
             xb, tb = jnp.asarray(x[sl]), jnp.asarray(target[sl])
             eb = {k: jnp.asarray(v[sl]) for k, v in extras.items()}
-            attr = attr_fn(params, xb, tb, mkey)
+            if all(m in metric_suite.NO_ATTRIBUTION for m in fns):
+                attr = jnp.zeros_like(xb)  # Not used: skip a costly method (e.g. RelEx).
+            else:
+                attr = attr_fn(params, xb, tb, mkey)
             for j, (metric, fn) in enumerate(fns.items()):
                 bkey = jax.random.fold_in(jax.random.fold_in(mkey, 1 + j), b)
                 for name, v in fn(params, xb, tb, attr, bkey, mkey, eb).items():

@@ -50,6 +50,7 @@ class Lab:
     localisation_test: data.Split | None = None
     localisation_num_examples: int = 0
     boundary_searches: int = 3
+    cw_binary_search_steps: int = 9
     log: Callable[[str], None] = print
 
     def xy(self, split: data.Split | None = None) -> tuple[np.ndarray, np.ndarray, dict]:

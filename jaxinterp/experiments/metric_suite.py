@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from jaxinterp import attacks, attribution, metrics
 
-__all__ = ["DIFFERENTIABLE", "METRICS", "Case", "Settings", "needs"]
+__all__ = ["DIFFERENTIABLE", "METRICS", "NO_ATTRIBUTION", "Case", "Settings", "needs"]
 
 # Methods whose attribution is differentiable in x at a cost fit for an attack loop.
 DIFFERENTIABLE = ("gradient", "gradient_x_input", "ig", "smoothgrad")
@@ -208,6 +208,10 @@ METRICS: dict[str, Callable[[Case], dict[str, jax.Array]]] = {
     "retrieval": _retrieval,
     "ape": _ape,
 }
+
+
+# Metrics that explain other inputs only (never the attribution at ``x``).
+NO_ATTRIBUTION = ("retrieval",)
 
 
 def needs(metric: str) -> str | None:

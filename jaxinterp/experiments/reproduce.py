@@ -112,6 +112,7 @@ def reproduce(
         localisation_test=loc_test,
         localisation_num_examples=int(s.localisation_num_examples),
         boundary_searches=int(s.boundary_searches),
+        cw_binary_search_steps=int(s.cw_binary_search_steps),
         log=_log,
     )
     results = []

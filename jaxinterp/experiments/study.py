@@ -33,7 +33,7 @@ def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
       num_examples: Test examples evaluated per model; eval_batch_size: their batch.
       localisation_num_examples: The same on the localisation data (boundary searches on
         32×32 inputs are the slowest part of the study on a CPU); boundary_searches: how many
-        (seeds) BIG's consistency compares.
+        (seeds) BIG's consistency compares; cw_binary_search_steps: their CW-L2 rounds.
       eval: :class:`jaxinterp.experiments.metric_suite.Settings` fields.
       num_figure_examples: Rows of the attribution grids.
       data_dir: TFDS data dir ("" -> the default).
@@ -57,6 +57,7 @@ def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
     s.eval_batch_size = 120 if dataset == "digits" else 100
     s.localisation_num_examples = 120
     s.boundary_searches = 3  # BIG's consistency over boundary searches from different seeds
+    s.cw_binary_search_steps = 9  # the boundary search's CW rounds (its default)
     s.eval = ml_collections.ConfigDict(
         dict(
             epsilon=0.1 if dataset != "cifar10" else 8 / 255,
@@ -83,8 +84,9 @@ def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         s.num_steps = max(1, s.num_steps * 3 // 10)
     s.localisation_num_steps = max(1, s.localisation_num_steps // 2)
     s.num_examples = min(s.num_examples, 96)
-    s.localisation_num_examples = min(s.localisation_num_examples, 32)
+    s.localisation_num_examples = min(s.localisation_num_examples, 16)
     s.boundary_searches = 2
+    s.cw_binary_search_steps = 3
     s.eval_batch_size = min(s.eval_batch_size, 48)
     s.eval.attack_steps = 10
     return s
