@@ -87,7 +87,7 @@ def _bars(claim: dict[str, Any], path: str) -> None:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(cols[j - 1], fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle(f"Claim {claim['id']}: {claim['title']} ({claim['status']})", fontsize=9)
+    fig.suptitle(f"Claim {claim['id']}: {claim['title']} ({claim['status']})", fontsize=9, y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
