@@ -34,7 +34,12 @@ def test_digits_config_trains_a_few_steps(tmp_path, data_dir, capsys, name):
 
 
 def test_all_configs_build_their_penalties():
-    for path in glob.glob(os.path.join(CONFIGS, "*.py")):
+    paths = glob.glob(os.path.join(CONFIGS, "*.py"))
+    studies = [p for p in paths if os.path.basename(p).startswith("reproduce_")]
+    assert len(studies) == 3  # the `jaxinterp reproduce` studies are not training configs
+    for path in studies:
+        assert config_io.load_config(path).seeds
+    for path in sorted(set(paths) - set(studies)):
         config = config_io.load_config(path)
         penalty = build_penalty(config.penalties, context={"features_fn": lambda p, x: {}})
         assert (penalty is None) == (len(config.penalties) == 0), path
