@@ -57,7 +57,7 @@ def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
     """``[n, n]`` row-normalised Gaussian weights ``exp(−(i − j)² / 2σ²)``."""
     i = np.arange(n, dtype=np.float64)
     w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
-    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    return w / w.sum(axis=1, keepdims=True)
 
 
 def gaussian_smoothing(sigma: float) -> Smoothing:

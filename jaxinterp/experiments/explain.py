@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp import attacks, attribution, data
+from jaxinterp import attacks, attribution, data, metrics
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -100,10 +100,9 @@ def attribution_fn(apply_fn: Callable, method: str) -> Callable:
 
 
 def heatmap(a: np.ndarray) -> np.ndarray:
-    """``[B, H, W, C] -> [B, H, W]``: ``Σ_c |a|``, scaled to [0, 1] per example."""
-    h = np.abs(np.asarray(a, np.float64)).sum(-1)
-    peak = h.reshape(len(h), -1).max(1).reshape(-1, 1, 1)
-    return h / np.where(peak > 0, peak, 1.0)
+    """``[B, H, W, C] -> [B, H, W]``: ``Σ_c |a|``, scaled to [0, 1] per example
+    (:func:`jaxinterp.metrics.heatmap`, as a NumPy array)."""
+    return np.asarray(metrics.heatmap(a))
 
 
 def compute_attributions(

@@ -7,15 +7,14 @@ scores are ``[B, P]`` with ``P`` the number of pixels.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attribution._scores import check_positive_int
+from jaxinterp.attacks._pgd import _check_positive
+from jaxinterp.attribution._scores import check_nonnegative, check_positive_int
 
 __all__ = [
     "check_batch",
@@ -75,14 +74,9 @@ def check_like(a: Any, x: jax.Array, name: str, like: str = "x") -> jax.Array:
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite Python float ``> 0`` (``>= 0`` with ``allow_zero``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    ok = ok and math.isfinite(float(value))
-    if not (ok and (float(value) >= 0 if allow_zero else float(value) > 0)):
-        raise ValueError(
-            f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}"
-        )
-    return float(value)
+    """``value`` as a finite Python float ``> 0`` (``>= 0`` with ``allow_zero``), else
+    ``ValueError`` naming ``name`` (the attacks' and attributions' checks)."""
+    return check_nonnegative(name, value) if allow_zero else _check_positive(name, value)
 
 
 def check_key(key: Any) -> Any:

@@ -6,8 +6,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxinterp.attribution._regularized_adversarial import gaussian_smoothing
 from jaxinterp.metrics._common import check_like, check_positive
 
 __all__ = ["SUBSTRATES", "blur", "make_substrate"]
@@ -16,23 +16,12 @@ SUBSTRATES: tuple[str, ...] = ("zeros", "mean", "blur")
 """What replaces deleted pixels (deletion) or what insertion starts from."""
 
 
-def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
-    """``[n, n]`` Gaussian weights ``exp(−(i − j)² / 2σ²)``, each row normalised to sum 1."""
-    i = np.arange(n, dtype=np.float64)
-    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
-    return w / w.sum(axis=1, keepdims=True)
-
-
 def blur(x: jax.Array, sigma: float) -> jax.Array:
-    """Separable Gaussian blur of ``[B, H, W, C]``, each channel on its own.
-
-    ``b_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] x_{h',w'}``, ``K[i, j] ∝ exp(−(i−j)²/2σ²)``
-    normalised per row: a weighted mean over the pixels inside the image (no padding, so a
-    constant image stays constant).
+    """Separable Gaussian blur of ``[B, H, W, C]``, each channel on its own: the
+    :func:`~jaxinterp.attribution.gaussian_smoothing` of the explanations, applied to ``x``
+    (a weighted mean over the pixels inside the image, so a constant image stays constant).
     """
-    k_h = jnp.asarray(_gaussian_matrix(x.shape[1], sigma), x.dtype)
-    k_w = jnp.asarray(_gaussian_matrix(x.shape[2], sigma), x.dtype)
-    return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, x)
+    return gaussian_smoothing(sigma)(x)
 
 
 def make_substrate(x: jax.Array, substrate: Any, blur_sigma: float | None = None) -> jax.Array:
