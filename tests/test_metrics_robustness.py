@@ -90,6 +90,15 @@ def test_rps_values_and_clipping():
         metrics.random_perturbation_similarity, explain, x, similarity=metrics.pearson, **kw
     )
     np.testing.assert_allclose(custom, pear, rtol=1e-6)
+    # Several similarities at once: the same values as one call each.
+    both = run(
+        metrics.random_perturbation_similarity, explain, x, similarity=("pearson", "ssim"), **kw
+    )
+    assert set(both) == {"pearson", "ssim"}
+    np.testing.assert_allclose(both["pearson"], pear, rtol=1e-6)
+    np.testing.assert_allclose(both["ssim"], ssim, rtol=1e-6)
+    with pytest.raises(TypeError, match="must hold names"):
+        metrics.random_perturbation_similarity(explain, x, key=_key(), similarity=(metrics.mse,))
     # Clipping to bounds: φ(z) = [z > 1] is zero on every clipped input, not on raw ones.
     above = lambda z: (z > 1.0).astype(z.dtype)  # noqa: E731
     ones = jnp.ones((2, 8, 8, 1))

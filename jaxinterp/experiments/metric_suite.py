@@ -132,12 +132,9 @@ def _targeted_attack(c: Case) -> dict[str, jax.Array]:
 
 
 def _rps(c: Case) -> dict[str, jax.Array]:
-    out = {}
-    for name in ("pearson", "ssim"):
-        out[name] = metrics.random_perturbation_similarity(
-            c.explain_at, c.x, key=c.key, epsilon=c.settings.rps_epsilon, similarity=name
-        )
-    return out
+    return metrics.random_perturbation_similarity(
+        c.explain_at, c.x, key=c.key, epsilon=c.settings.rps_epsilon, similarity=("pearson", "ssim")
+    )
 
 
 def _region(c: Case) -> jax.Array:

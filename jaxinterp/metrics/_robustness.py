@@ -11,7 +11,7 @@ one ``vmap`` (``chunk_size=None``) or by ``lax.map`` with ``batch_size=chunk_siz
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -119,10 +119,10 @@ def random_perturbation_similarity(
     key: jax.Array,
     epsilon: float = 4 / 255,
     num_draws: int = 10,
-    similarity: str | Callable[[jax.Array, jax.Array], jax.Array] = "pearson",
+    similarity: str | Sequence[str] | Callable[[jax.Array, jax.Array], jax.Array] = "pearson",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     chunk_size: int | None = None,
-) -> jax.Array:
+) -> jax.Array | dict[str, jax.Array]:
     """Random perturbation similarity (RPS) of heatmaps, ``[B]``.
 
     ``RPS(x) = (1/N) Σ_n sim(h(x), h(clip(x + δ_n)))``, ``δ_n ~ U[−ε, ε]^d``, ``h`` the
@@ -136,7 +136,9 @@ def random_perturbation_similarity(
       epsilon: ``ε > 0`` (Joo et al.: 4/255 for images in ``[0, 1]``).
       num_draws: ``N >= 1``, a Python int (Joo et al.: 10).
       similarity: A name in :data:`SIMILARITIES` (``"pearson"``, ``"ssim"``, ``"cosine"``,
-        ``"mse"``) or ``sim(maps_a, maps_b) -> [B]``.
+        ``"mse"``) or ``sim(maps_a, maps_b) -> [B]``; or a sequence of names, which returns
+        ``{name: [B]}`` with every similarity computed on the same noisy explanations (one
+        pass of ``explain_fn`` per draw, whatever the number of similarities).
       bounds: ``(lo, hi)`` to clip the noisy inputs to, or ``None``.
       chunk_size: ``None`` or the ``lax.map`` batch size over draws.
 
@@ -149,15 +151,12 @@ def random_perturbation_similarity(
     chunk_size = check_chunk_size(chunk_size)
     key = check_key(key)
     bounds = _check_bounds(bounds)
-    if isinstance(similarity, str):
-        if similarity not in SIMILARITIES:
-            raise ValueError(
-                f"unknown similarity {similarity!r}; expected one of "
-                f"{', '.join(SIMILARITIES)} or a function"
-            )
-        similarity = SIMILARITIES[similarity]
-    elif not callable(similarity):
-        raise TypeError(f"similarity must be a name or a function, got {similarity!r}")
+    names = None
+    if isinstance(similarity, Sequence) and not isinstance(similarity, str):
+        names = tuple(similarity)
+        if not names or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"a sequence of similarities must hold names, got {similarity!r}")
+    sims = tuple(_resolve_similarity(one) for one in (names or (similarity,)))
     x = check_batch(x, "x")
     h0 = heatmap(_check_explanation(explain_fn, x))
     deltas = jax.random.uniform(key, (num_draws, 1, *x.shape[1:]), x.dtype, -epsilon, epsilon)
@@ -165,6 +164,22 @@ def random_perturbation_similarity(
     def one(delta: jax.Array) -> jax.Array:
         z = x + delta
         z = z if bounds is None else jnp.clip(z, bounds[0], bounds[1])
-        return similarity(h0, heatmap(explain_fn(z)))
+        h = heatmap(explain_fn(z))
+        return tuple(sim(h0, h) for sim in sims)
 
-    return jnp.mean(map_draws(one, deltas, chunk_size), axis=0).astype(jnp.float32)
+    values = [jnp.mean(v, axis=0).astype(jnp.float32) for v in map_draws(one, deltas, chunk_size)]
+    return dict(zip(names, values, strict=True)) if names else values[0]
+
+
+def _resolve_similarity(similarity: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """A name in :data:`SIMILARITIES` or a function, as a function."""
+    if isinstance(similarity, str):
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"unknown similarity {similarity!r}; expected one of "
+                f"{', '.join(SIMILARITIES)} or a function"
+            )
+        return SIMILARITIES[similarity]
+    if not callable(similarity):
+        raise TypeError(f"similarity must be a name or a function, got {similarity!r}")
+    return similarity
