@@ -11,7 +11,15 @@ import optax
 
 from jaxinterp import models, training
 
-__all__ = ["BETA", "Setup", "add_common_args", "parse_shape", "random_batch", "resolve"]
+__all__ = [
+    "BETA",
+    "NUM_CLASSES",
+    "Setup",
+    "add_common_args",
+    "parse_shape",
+    "random_batch",
+    "resolve",
+]
 
 BETA = 3.0
 """Softplus sharpness of every benchmarked model (Joo et al.'s reference setting)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["compile_and_time", "machine", "parse_ints", "report", "time_calls"]
+__all__ = ["RowPrinter", "compile_and_time", "machine", "parse_ints", "report", "time_calls"]
 
 
 def time_calls(
@@ -117,6 +117,33 @@ def machine() -> dict[str, Any]:
     return info
 
 
+class RowPrinter:
+    """A Markdown table printed row by row, as each row is measured (flushed at once).
+
+    Args:
+      columns: header -> formatter of a row (a dict).
+    """
+
+    def __init__(self, columns: dict[str, Callable[[dict], str]]):
+        self.columns = columns
+        print("| " + " | ".join(columns) + " |", flush=True)
+        print("|" + "---|" * len(columns), flush=True)
+
+    def row(self, r: dict) -> None:
+        """Prints one row now."""
+        print("| " + " | ".join(fmt(r) for fmt in self.columns.values()) + " |", flush=True)
+
+    def finish(
+        self, rows: list[dict], json_path: str | None, *, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Prints the machine; writes it, ``meta`` and ``rows`` as JSON if asked."""
+        info = machine()
+        print(f"\n{info}", flush=True)
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump({"machine": info, **(meta or {}), "results": rows}, f, indent=2)
+
+
 def report(
     rows: list[dict],
     columns: dict[str, Callable[[dict], str]],
@@ -124,18 +151,8 @@ def report(
     *,
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Prints ``rows`` as a Markdown table and the machine; writes both as JSON if asked.
-
-    Args:
-      columns: header -> formatter of a row.
-      meta: extra top-level JSON fields (settings, targets, ...).
-    """
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
+    """Prints ``rows`` (already measured) as a Markdown table and the machine; writes JSON."""
+    printer = RowPrinter(columns)
     for r in rows:
-        print("| " + " | ".join(fmt(r) for fmt in columns.values()) + " |")
-    info = machine()
-    print(f"\n{info}")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"machine": info, **(meta or {}), "results": rows}, f, indent=2)
+        printer.row(r)
+    printer.finish(rows, json_path, meta=meta)

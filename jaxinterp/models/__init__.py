@@ -15,6 +15,7 @@ from jaxinterp.models.activations import (
     softplus_beta,
 )
 from jaxinterp.models.cnn import LeNet
+from jaxinterp.models.conv import loop_convolutions, loop_safe_conv
 from jaxinterp.models.mlp import MLP
 from jaxinterp.models.model import (
     MODELS,
@@ -47,6 +48,8 @@ __all__ = [
     "from_nnx",
     "get_activation",
     "get_model",
+    "loop_convolutions",
+    "loop_safe_conv",
     "softplus_beta",
     "softplus_surrogate",
 ]

@@ -12,13 +12,14 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxinterp.models.activations import check_model_config, get_activation
+from jaxinterp.models.conv import loop_safe_conv
 
 
 def _max_pool(x: jax.Array) -> jax.Array:
@@ -69,6 +70,9 @@ class LeNet(nn.Module):
         beta: Softplus sharpness β > 0.
         channels: Output channels of the four convolutions.
         hidden: Width of the hidden dense layer.
+        conv: The convolution, ``lax.conv_general_dilated``'s signature; the default
+            :func:`~jaxinterp.models.loop_safe_conv` keeps derivatives fast inside ``lax``
+            loops on CPU (same values as ``lax.conv_general_dilated``).
 
     References:
         Joo et al., "Towards More Robust Interpretation via Local Gradient Alignment",
@@ -80,6 +84,7 @@ class LeNet(nn.Module):
     beta: float = 1.0
     channels: Sequence[int] = (32, 32, 64, 64)
     hidden: int = 256
+    conv: Callable[..., jax.Array] = loop_safe_conv
 
     def __post_init__(self) -> None:
         check_model_config(self.num_classes, self.activation, self.beta)
@@ -104,7 +109,7 @@ class LeNet(nn.Module):
         act = get_activation(self.activation, beta=self.beta)
         h = x
         for i, ch in enumerate(self.channels, start=1):
-            h = act(nn.Conv(int(ch), kernel_size=(3, 3), padding="SAME")(h))
+            h = act(nn.Conv(int(ch), (3, 3), padding="SAME", conv_general_dilated=self.conv)(h))
             self.sow("intermediates", f"conv{i}", h)
             if i % 2 == 0:
                 h = _max_pool(h)

@@ -157,8 +157,8 @@ def from_nnx(module: nnx.Module) -> tuple[ApplyFn, Params]:
 
 _REGISTRY: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "mlp": (MLP, ("hidden",)),
-    "cnn": (LeNet, ("channels", "hidden")),
-    "resnet18": (ResNet18, ("width", "num_groups")),
+    "cnn": (LeNet, ("channels", "hidden", "conv")),
+    "resnet18": (ResNet18, ("width", "num_groups", "conv")),
 }
 _ALIASES: dict[str, str] = {"lenet": "cnn"}
 
@@ -183,7 +183,8 @@ def get_model(
         activation: ``"relu"`` or ``"softplus"``.
         beta: Softplus sharpness β > 0.
         **kwargs: Architecture options: ``hidden`` for ``"mlp"``; ``channels``, ``hidden`` for
-            ``"cnn"``; ``width``, ``num_groups`` for ``"resnet18"``.
+            ``"cnn"``; ``width``, ``num_groups`` for ``"resnet18"``; ``conv`` (the
+            convolution, default :func:`~jaxinterp.models.loop_safe_conv`) for both.
 
     Returns:
         A :class:`Model` named by the canonical model name.

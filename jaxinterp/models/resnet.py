@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 
 from jaxinterp.models.activations import check_model_config, get_activation
+from jaxinterp.models.conv import loop_safe_conv
 
 # (channel multiplier, stride of the first block) for the four stages.
 _STAGES = ((1, 1), (2, 2), (4, 2), (8, 2))
@@ -48,12 +49,14 @@ class BasicBlock(nn.Module):
         strides: Stride of the first convolution (and of the projection shortcut).
         act: Elementwise activation.
         num_groups: Maximum number of GroupNorm groups.
+        conv: The convolution (see :class:`ResNet18`).
     """
 
     channels: int
     strides: int
     act: Callable[[jax.Array], jax.Array]
     num_groups: int = 32
+    conv: Callable[..., jax.Array] = loop_safe_conv
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -66,7 +69,9 @@ class BasicBlock(nn.Module):
             Activations of shape ``[B, ceil(H / s), ceil(W / s), channels]``.
         """
         s = (self.strides, self.strides)
-        conv = functools.partial(nn.Conv, self.channels, use_bias=False)
+        conv = functools.partial(
+            nn.Conv, self.channels, use_bias=False, conv_general_dilated=self.conv
+        )
         y = conv((3, 3), strides=s, padding="SAME", name="conv1")(x)
         y = self.act(_group_norm(self.channels, self.num_groups, "norm1")(y))
         y = conv((3, 3), padding="SAME", name="conv2")(y)
@@ -100,6 +105,9 @@ class ResNet18(nn.Module):
         beta: Softplus sharpness β > 0.
         width: Channels of the stem and first stage; 64 is the standard ResNet-18.
         num_groups: Maximum GroupNorm groups; each norm uses ``gcd(num_groups, channels)``.
+        conv: The convolution, ``lax.conv_general_dilated``'s signature; the default
+            :func:`~jaxinterp.models.loop_safe_conv` keeps derivatives fast inside ``lax``
+            loops on CPU (same values as ``lax.conv_general_dilated``).
 
     References:
         He et al., "Deep Residual Learning for Image Recognition", CVPR 2016;
@@ -111,6 +119,7 @@ class ResNet18(nn.Module):
     beta: float = 1.0
     width: int = 64
     num_groups: int = 32
+    conv: Callable[..., jax.Array] = loop_safe_conv
 
     def __post_init__(self) -> None:
         check_model_config(self.num_classes, self.activation, self.beta)
@@ -134,7 +143,14 @@ class ResNet18(nn.Module):
             raise ValueError(f"ResNet18 expects inputs of shape [B, H, W, C], got {x.shape}")
         act = get_activation(self.activation, beta=self.beta)
         width, groups = int(self.width), int(self.num_groups)
-        h = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
+        h = nn.Conv(
+            width,
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            conv_general_dilated=self.conv,
+            name="stem_conv",
+        )(x)
         h = act(_group_norm(width, groups, "stem_norm")(h))
         self.sow("intermediates", "stem", h)
         for stage, (mult, stride) in enumerate(_STAGES, start=1):
@@ -144,6 +160,7 @@ class ResNet18(nn.Module):
                     strides=stride if j == 0 else 1,
                     act=act,
                     num_groups=groups,
+                    conv=self.conv,
                     name=f"layer{stage}_block{j + 1}",
                 )(h)
             self.sow("intermediates", f"layer{stage}", h)

@@ -1,0 +1,152 @@
+"""loop_safe_conv: every derivative equals lax.conv_general_dilated's; loops compile canonical."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxinterp import attacks, attribution, models, regularizers, training
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+# Strides, padding, dilations and feature groups (the bundled models use the first three).
+CASES = {
+    "same": dict(window_strides=(1, 1), padding="SAME"),
+    "stride2": dict(window_strides=(2, 2), padding="SAME"),
+    "1x1_stride2": dict(window_strides=(2, 2), padding="VALID", kernel=(1, 1)),
+    "explicit_pad_rhs_dilation": dict(
+        window_strides=(2, 1), padding=((1, 0), (2, 1)), rhs_dilation=(2, 1)
+    ),
+    "lhs_dilation": dict(window_strides=(1, 1), padding=((1, 1), (0, 2)), lhs_dilation=(2, 2)),
+    "groups": dict(window_strides=(1, 1), padding="SAME", feature_group_count=2),
+}
+
+
+def _fns(case):
+    kw = dict(case)
+    kernel = kw.pop("kernel", (3, 3))
+    groups = kw.get("feature_group_count", 1)
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    x = jax.random.normal(k[0], (2, 7, 6, 4), jnp.float64)
+    w = jax.random.normal(k[1], (*kernel, 4 // groups, 6), jnp.float64)
+    vx, vw = (
+        jax.random.normal(kk, a.shape, jnp.float64) for kk, a in zip(k[2:], (x, w), strict=True)
+    )
+
+    def make(conv):
+        def f(x, w):
+            return jnp.sum(jnp.tanh(conv(x, w, dimension_numbers=DN, **kw)) ** 2)
+
+        return f
+
+    return make(lax.conv_general_dilated), make(models.loop_safe_conv), (x, w, vx, vw)
+
+
+DERIVATIVES = {
+    "value": lambda f, x, w, vx, vw: f(x, w),
+    "reverse": lambda f, x, w, vx, vw: jax.grad(f, (0, 1))(x, w),
+    "forward": lambda f, x, w, vx, vw: jax.jvp(f, (x, w), (vx, vw)),
+    "reverse_over_reverse": lambda f, x, w, vx, vw: jax.grad(
+        lambda x, w: jnp.sum(jax.grad(f)(x, w) ** 2), (0, 1)
+    )(x, w),
+    "forward_over_reverse": lambda f, x, w, vx, vw: jax.jvp(jax.grad(f, (0, 1)), (x, w), (vx, vw)),
+    "jvp_of_jvp": lambda f, x, w, vx, vw: jax.jvp(
+        lambda x: jax.jvp(f, (x, w), (vx, vw))[1], (x,), (vx,)
+    ),
+    "params_grad_of_jvp": lambda f, x, w, vx, vw: jax.grad(
+        lambda w: jax.jvp(lambda x: f(x, w), (x,), (vx,))[1]
+    )(w),
+    "vmap_grad": lambda f, x, w, vx, vw: jax.vmap(jax.grad(f), (0, None))(
+        jnp.stack([x, x + vx]), w
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("order", list(DERIVATIVES))
+def test_every_derivative_equals_plain_conv_float64(case, order):
+    with jax.enable_x64(True):
+        plain, safe, args = _fns(CASES[case])
+        derivative = DERIVATIVES[order]
+        want = jax.jit(lambda *a: derivative(plain, *a))(*args)
+        got = jax.jit(lambda *a: derivative(safe, *a))(*args)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert g.dtype == jnp.float64
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_flax_module_opts_in_with_the_same_values():
+    import flax.linen as nn
+
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
+    plain = nn.Conv(5, (3, 3), strides=2)
+    safe = nn.Conv(5, (3, 3), strides=2, conv_general_dilated=models.loop_safe_conv)
+    params = plain.init(jax.random.PRNGKey(1), x)
+    np.testing.assert_array_equal(safe.apply(params, x), plain.apply(params, x))
+
+
+# --- Structure: no slow (non-canonical) convolution inside a while body. ---------------------
+
+
+@pytest.fixture(scope="module")
+def cnn_setup():
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 3))
+    y = jnp.arange(4) % 10
+    build = {
+        conv: models.get_model("cnn", num_classes=10, beta=3.0, conv=conv)
+        for conv in (models.loop_safe_conv, lax.conv_general_dilated)
+    }
+    params = jax.jit(models.get_model("cnn", num_classes=10).init)(jax.random.PRNGKey(1), x[:1])
+    return build, params, x, y
+
+
+def _pgd_at_step(apply_fn, params, x, y, key):
+    import optax
+
+    tx = optax.sgd(0.1)
+    penalty = regularizers.combine(at=(1.0, regularizers.adversarial_training(num_steps=2)))
+    step = training.make_train_step(apply_fn, tx, penalty=penalty)
+    return step(training.create_train_state(params, tx, key=key), {"image": x, "label": y})[0]
+
+
+LOOP_METHODS = {
+    "pgd": lambda f, p, x, y, k: attacks.pgd(epsilon=0.1, num_steps=2)(f, p, x, y, key=k),
+    "boundary_search": lambda f, p, x, y, k: attacks.boundary_search(
+        epsilons=(0.5,), pgd_steps=2, cw_steps=2, cw_binary_search_steps=1, refine_steps=2
+    )(f, p, x, y, key=k),
+    "relex": lambda f, p, x, y, k: attribution.relex(num_iterations=2, num_samples=2)(
+        f, p, x, y, key=k
+    ),
+    "pgd_at_train_step": _pgd_at_step,
+}
+
+
+@pytest.mark.parametrize("method", list(LOOP_METHODS))
+def test_loop_bodies_have_only_canonical_convolutions(cnn_setup, method):
+    build, params, x, y = cnn_setup
+    key = jax.random.PRNGKey(2)
+
+    def slow(conv):
+        fn = LOOP_METHODS[method]
+        apply_fn = build[conv].apply_fn
+        text = jax.jit(lambda p, x, y, k: fn(apply_fn, p, x, y, k)).lower(params, x, y, key)
+        text = text.compile().as_text()
+        assert " while(" in text
+        return models.loop_convolutions(text)
+
+    assert slow(models.loop_safe_conv) == []
+    # The check can fail: the plain convolution's input gradient is 01oi inside the loop.
+    assert any("01oi" in labels for labels in slow(lax.conv_general_dilated))
+
+
+def test_loop_convolutions_ignores_entry_computation():
+    def grad_once(w, x):
+        return jax.grad(
+            lambda z: jnp.sum(lax.conv_general_dilated(z, w, (1, 1), "SAME", dimension_numbers=DN))
+        )(x)
+
+    w, x = jnp.ones((3, 3, 2, 4)), jnp.ones((1, 5, 5, 2))
+    assert models.loop_convolutions(jax.jit(grad_once).lower(w, x).compile().as_text()) == []
