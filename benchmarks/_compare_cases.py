@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from typing import Any
 
 import jax
@@ -12,6 +13,7 @@ from torch.nn import functional as F
 
 from benchmarks import _torch_attributions as ta
 from benchmarks import _torch_checks as checks
+from benchmarks import _torch_iterative as ti
 from benchmarks import _torch_models as tm
 from benchmarks import _torch_penalties as tp
 from benchmarks._setup import BETA, Setup
@@ -19,7 +21,7 @@ from benchmarks._timing import compile_and_time, time_calls
 from benchmarks.regularizers import default_impl, penalty_factories
 from jaxinterp import regularizers, training
 
-__all__ = ["judge", "meta", "print_targets", "run_model"]
+__all__ = ["TARGETS", "TARGET_SETTING", "judge", "meta", "print_targets", "run_model"]
 
 CHECK_KEY = jax.random.PRNGKey(7)
 
@@ -131,15 +133,38 @@ def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
     }
 
 
-def run_model(model_name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Checks, then (unless ``--check-only``) times, every case on one model."""
+def _iterative_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
+    model, opt = _fresh(tmodel)
+    t = compile_and_time(
+        ti.jax_case(name, s.model.apply_fn, s.tx, args.cw_steps),
+        s.params,
+        s.batch["image"],
+        s.batch["label"],
+        jax.random.PRNGKey(1),
+        repeats=args.attr_repeats,
+        warmup=args.attr_warmup,
+    )
+    return {
+        "torch_s": _time_torch(
+            ti.torch_case(name, model, opt, xt, yt, args.cw_steps), args, attribution=True
+        ),
+        "jax_s": t["median_s"],
+        "jax_compile_s": t["compile_s"],
+        "jax_temp_bytes": t["temp_bytes"],
+    }
+
+
+def run_model(model_name: str, args: argparse.Namespace, emit=None) -> list[dict[str, Any]]:
+    """Checks, then (unless ``--check-only``) times, every case on one model.
+
+    ``emit(row)`` (if given) is called with each row as soon as it is timed."""
     s = Setup(model_name, args.batch_size, args.input_shape)
     tmodel = tm.build(model_name, s.params, args.input_shape, BETA)
     x, y = s.batch["image"], s.batch["label"]
     xt, yt = tm.nchw(x), torch.from_numpy(y).long()
     n = min(args.check_batch, args.batch_size)
     xc, yc = x[:n], y[:n]
-    print(f"[{model_name}] checking values on {n} examples ...", flush=True)
+    print(f"[{model_name}] checking values on {n} examples ...", file=sys.stderr, flush=True)
     logit_err = checks.check_logits(s, tmodel, xc)
     base = {**s.describe(), "check_batch": n}
     rows = [{"case": "plain step", "kind": "plain", "check": _logit_check(logit_err)}]
@@ -151,6 +176,9 @@ def run_model(model_name: str, args: argparse.Namespace) -> list[dict[str, Any]]
         if args.attributions is None or case in args.attributions:
             check = checks.check_attribution(case, cfg, s, tmodel, xc, yc)
             rows.append({"case": case, "kind": cfg["kind"], "cfg": cfg, "check": check})
+    for name in args.iterative:
+        check = ti.check_case(name, s, tmodel, xc, yc)
+        rows.append({"case": name, "kind": "iterative", "check": check})
     # Values are checked on the CPU twin; timing runs on --torch-device.
     tmodel, xt, yt = (
         tmodel.to(args.torch_device),
@@ -161,13 +189,18 @@ def run_model(model_name: str, args: argparse.Namespace) -> list[dict[str, Any]]
         r.update(base, torch_device=args.torch_device)
         if args.check_only:
             continue
-        print(f"[{model_name}] timing {r['case']} ...", flush=True)
+        print(f"[{model_name}] timing {r['case']} ...", file=sys.stderr, flush=True)
         if r["kind"] == "plain":
             r.update(_plain_row(s, tmodel, xt, yt, args))
         elif r["kind"] == "penalty":
             r.update(_penalty_timing(r["case"], s, tmodel, xt, yt, args))
+        elif r["kind"] == "iterative":
+            r.update(_iterative_timing(r["case"], s, tmodel, xt, yt, args))
         else:
             r.update(_attribution_timing(r["cfg"], s, tmodel, xt, yt, args))
+        if emit is not None:
+            judge(r, TARGETS, TARGET_SETTING)
+            emit(r)
     return rows
 
 
@@ -175,10 +208,16 @@ def _logit_check(err: float) -> dict[str, Any]:
     return {"status": "ok", "dtype": "float32", "max_rel_err": err, "errors": {"logits": err}}
 
 
+TARGETS = {"penalty": 1.0, "ig": 1.0, "iterative": 1.5}
+"""Minimal torch/jaxinterp time ratio per kind of case (penalty steps and iterative cases vs
+PyTorch eager, IG vs Captum)."""
+TARGET_SETTING = {"model": "cnn", "batch_size": 128, "input_shape": [32, 32, 3]}
+
+
 def _target_of(row: dict[str, Any], targets: dict[str, float]) -> float | None:
-    if row["kind"] == "penalty":
+    if row["kind"] == "plain":
         return targets["penalty"]
-    return targets["attribution"] if row["kind"] == "ig" else None
+    return targets.get(row["kind"])
 
 
 def at_target_setting(row: dict[str, Any], setting: dict[str, Any]) -> bool:
@@ -199,7 +238,12 @@ def judge(row: dict[str, Any], targets: dict[str, float], setting: dict[str, Any
 def print_targets(rows: list[dict], targets: dict[str, float], setting: dict[str, Any]) -> None:
     """One line per target: which cases meet it."""
     where = ", ".join(f"{k}={v}" for k, v in setting.items())
-    for kind, label in (("penalty", "penalty step vs PyTorch eager"), ("ig", "IG vs Captum")):
+    for kind, label in (
+        ("plain", "plain step vs PyTorch eager"),
+        ("penalty", "penalty step vs PyTorch eager"),
+        ("iterative", "iterative case vs PyTorch eager"),
+        ("ig", "IG vs Captum"),
+    ):
         judged = [r for r in rows if r["kind"] == kind and "target_met" in r]
         if not judged:
             continue
@@ -226,6 +270,7 @@ def meta(args: argparse.Namespace, targets: dict, setting: dict) -> dict[str, An
             "ig_chunk",
             "sg_samples",
             "check_batch",
+            "cw_steps",
         )
     }
     settings.update(

@@ -17,10 +17,13 @@ A disagreement raises. The checks run on the first ``--check-batch`` examples.
 Timed per case: a full train step (cross-entropy + penalty, backward, Adam) in PyTorch
 eager (``autograd.grad(create_graph=True)``, the reference implementations' way), in
 ``torch.func`` and in jaxinterp (jitted, the penalty's default impl; the other impl is in
-the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking. The ratio
-is torch time / jaxinterp time (> 1: jaxinterp is faster). Targets, at batch 128 on the
-CNN with 32×32×3 inputs: every penalty step ≥ 3× faster than PyTorch eager; IG ≥ 1.5×
-Captum's throughput.
+the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking; iterative
+cases (PGD-10 and PGD-40 L∞, CW-L2, RelEx, the PGD-AT and TRADES train steps): the
+straightforward PyTorch eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp. The
+ratio is torch time / jaxinterp time (> 1: jaxinterp is faster). Targets, at batch 128 on
+the CNN with 32×32×3 inputs: the plain and every penalty step at least as fast as PyTorch
+eager, IG at least as fast as Captum, the iterative cases ≥ 1.5× PyTorch eager. Each row
+is printed as soon as it is timed.
 """
 
 from __future__ import annotations
@@ -29,12 +32,10 @@ import argparse
 import os
 
 from benchmarks._setup import add_common_args, parse_shape, resolve
-from benchmarks._timing import report
+from benchmarks._timing import RowPrinter
 from benchmarks.regularizers import PENALTIES
 
-TARGETS = {"penalty": 3.0, "attribution": 1.5}
-"""Minimal torch/jaxinterp time ratio: penalty steps vs PyTorch eager, IG vs Captum."""
-TARGET_SETTING = {"model": "cnn", "batch_size": 128, "input_shape": [32, 32, 3]}
+ITERATIVE = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
 INSTALL_HINT = 'compare_torch needs the optional extra: pip install ".[bench]" (torch, captum)'
 
 
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sg-samples", type=int, default=None, help="SmoothGrad samples (25)")
     p.add_argument("--attr-repeats", type=int, default=None, help="attribution repeats (5)")
     p.add_argument("--attr-warmup", type=int, default=None, help="attribution warm-up (1)")
+    p.add_argument("--iterative", default=None, help="iterative cases; default: all; '' none")
+    p.add_argument("--cw-steps", type=int, default=None, help="CW steps per round (default 100)")
     p.add_argument("--check-batch", type=int, default=16, help="examples in the value checks")
     p.add_argument("--check-only", action="store_true", help="value checks only, no timing")
     p.add_argument(
@@ -95,6 +98,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if set(args.penalties) - set(PENALTIES):
         p.error(f"--penalties must be from {', '.join(PENALTIES)}")
     args.attributions = None if args.attributions is None else _names(args.attributions)
+    args.iterative = list(ITERATIVE) if args.iterative is None else _names(args.iterative)
+    if set(args.iterative) - set(ITERATIVE):
+        p.error(f"--iterative must be from {', '.join(ITERATIVE)}")
+    args.cw_steps = resolve(args.cw_steps, 100, 2, q)
     return args
 
 
@@ -137,13 +144,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from benchmarks import _compare_cases as cases
 
     torch.set_num_threads(args.threads)
+    printer = RowPrinter(COLUMNS)
     rows: list[dict] = []
     for model_name in args.models:
-        rows += cases.run_model(model_name, args)
+        rows += cases.run_model(model_name, args, emit=None if args.check_only else printer.row)
     for r in rows:
-        cases.judge(r, TARGETS, TARGET_SETTING)
-    report(rows, COLUMNS, args.json, meta=cases.meta(args, TARGETS, TARGET_SETTING))
-    cases.print_targets(rows, TARGETS, TARGET_SETTING)
+        cases.judge(r, cases.TARGETS, cases.TARGET_SETTING)
+        if args.check_only:
+            printer.row(r)
+    printer.finish(rows, args.json, meta=cases.meta(args, cases.TARGETS, cases.TARGET_SETTING))
+    cases.print_targets(rows, cases.TARGETS, cases.TARGET_SETTING)
     return rows
 
 

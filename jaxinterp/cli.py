@@ -6,6 +6,10 @@
 ``jaxinterp reproduce [--quick] [--config configs/reproduce_NAME.py] --out DIR``
 ``jaxinterp prepare --dataset NAME [--data-dir DIR]``
 
+On a CPU backend the command runs with one XLA device per core and XLA:CPU's YNNPACK fusions
+set to ``eltwise,reduce`` (see :func:`jaxinterp.configure_cpu`); a flag already in
+``XLA_FLAGS`` is kept as the user set it.
+
 Bad input ends the command with exit status 2 and one line on stderr (set
 ``JAXINTERP_DEBUG=1`` for the traceback); a loss that became NaN/Inf ends it with status 1
 (the checkpoints written before stay).
@@ -226,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     if overrides and args.command != "train":
         parser.error("--config.FIELD overrides apply to 'train' only")
+    # Before anything starts JAX: one XLA:CPU device per core and the YNNPACK fusion
+    # setting (jaxinterp/_cpu.py); flags already in XLA_FLAGS are kept.
+    from jaxinterp import configure_cpu
+
+    configure_cpu()
     from jaxinterp.training.errors import NonFiniteError
 
     try:

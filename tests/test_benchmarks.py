@@ -124,19 +124,23 @@ def test_compare_torch_quick(tmp_path, capsys):
             str(out),
         ]
     )
+    iterative = ["pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step"]
     assert [r["case"] for r in rows] == [
         "plain step",
         "input_gradient_norm",
         "ig_riemann_trapezoid_4",
+        *iterative,
     ]
     assert all(r["check"]["status"] == "ok" and r["jax_s"] > 0 and r["torch_s"] > 0 for r in rows)
     assert rows[1]["torch_func_s"] > 0 and rows[1]["jax_impl"] == "fast"
-    assert "target_met" in rows[1] and "target_met" in rows[2] and "target_met" not in rows[0]
+    assert all("target_met" in r for r in rows)
+    assert all(r["kind"] == "iterative" for r in rows[3:])
     text = capsys.readouterr().out
     assert "| mlp | 4 | input_gradient_norm |" in text and "Target IG vs Captum" in text
+    assert "| mlp | 4 | pgd40 |" in text and "Target iterative case vs PyTorch eager" in text
     saved = json.loads(out.read_text())
     assert saved["machine"]["torch"] and saved["machine"]["captum"]
-    assert saved["targets"] == {"penalty": 3.0, "attribution": 1.5}
+    assert saved["targets"] == {"penalty": 1.0, "ig": 1.0, "iterative": 1.5}
 
 
 @needs_torch

@@ -119,7 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if config[name] % mesh.size or config[name] % jax.process_count():
             raise ValueError(
                 f"config.{name}={config[name]} must be divisible by the "
-                f"{mesh.size} devices and {jax.process_count()} processes"
+                f"{mesh.size} devices and {jax.process_count()} processes (or set "
+                f"--config.num_devices to a divisor of it)"
             )
 
     train = data.load_split(config.dataset, "train", data_dir=config.data_dir or None)

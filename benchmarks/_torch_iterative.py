@@ -1,0 +1,279 @@
+"""The iterative cases of ``compare_torch``: the PyTorch eager loop a researcher writes today.
+
+Each twin mirrors the jaxinterp method's definition (same loss, step rule, projection,
+bounds, start) with plain ``torch.autograd.grad`` in a Python loop. Random starts can be
+passed in, so that the value checks give both sides jaxinterp's own draws; the timed runs
+draw with ``torch``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from benchmarks import _torch_checks as checks
+from benchmarks import _torch_models as tm
+from jaxinterp import attacks, attribution, regularizers, training
+
+__all__ = ["CASES", "jax_case", "torch_case", "check_case"]
+
+EPS = 8 / 255
+CW_ROUNDS = 3
+RELEX_SAMPLES = 10
+CASES = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
+"""Iterative case names; ``cw_l2`` runs ``CW_ROUNDS`` rounds of ``--cw-steps`` steps."""
+
+
+def pgd_linf(model, x, y, eps, steps, delta0=None, alpha=None):
+    """L∞ PGD on the summed cross-entropy, clipped to the ball and [0, 1]."""
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    start = x if delta0 is None else x + delta0
+    x_adv = torch.min(torch.max(start, x - eps), x + eps).clamp(0, 1)
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps)
+        x_adv = x_adv.clamp(0, 1)
+    return x_adv.detach()
+
+
+def trades_attack(model, x, eps, steps, noise):
+    """Signed ascent on ``Σ KL(p(x) ‖ p(x'))`` from ``x + 0.001·noise``."""
+    alpha = 2.5 * eps / steps
+    with torch.no_grad():
+        log_p = F.log_softmax(model(x), dim=-1)
+    z = (x + 0.001 * noise).clamp(0, 1)
+    for _ in range(steps):
+        z = z.detach().requires_grad_(True)
+        kl = F.kl_div(F.log_softmax(model(z), dim=-1), log_p, log_target=True, reduction="sum")
+        (g,) = torch.autograd.grad(kl, z)
+        z = torch.min(torch.max(z.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+    return z.detach()
+
+
+def cw_l2(model, x, y, steps, rounds, lr=1e-2, c0=1e-3):
+    """CW-L2 (tanh box, Adam, binary search over c), as ``attacks.carlini_wagner_l2``."""
+    b = x.shape[0]
+    w0 = torch.atanh((2 * x - 1) * 0.999999)
+    const = torch.full((b,), c0)
+    lower, upper = torch.zeros(b), torch.full((b,), float("inf"))
+    best, best_d = x.clone(), torch.full((b,), float("inf"))
+    with torch.no_grad():
+        onehot = F.one_hot(y, model(x[:1]).shape[1]).bool()
+    for _ in range(rounds):
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=lr)
+        found = torch.zeros(b, dtype=torch.bool)
+        for _ in range(steps):
+            x_adv = ((torch.tanh(w) + 1) / 2).clamp(0, 1)
+            logits = model(x_adv)
+            other = logits.masked_fill(onehot, -float("inf")).amax(dim=1)
+            margin = other - logits.gather(1, y[:, None])[:, 0]
+            dist = (x_adv - x).flatten(1).square().sum(1)
+            loss = (dist + const * torch.relu(-margin)).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                better = (margin > 0) & (dist < best_d)
+                best = torch.where(better[:, None, None, None], x_adv, best)
+                best_d = torch.where(better, dist, best_d)
+                found |= margin > 0
+            opt.step()
+        upper = torch.where(found, torch.minimum(upper, const), upper)
+        lower = torch.where(found, lower, torch.maximum(lower, const))
+        const = torch.where(torch.isinf(upper), const * 10, (lower + upper) / 2)
+    return best.detach(), torch.isfinite(best_d)
+
+
+def relex(model, x, target, iterations, samples, m0=None, noises=None, lam1=1e-4, lam2=1.0):
+    """RelEx mask optimisation (SGD, momentum 0.99, unit-L2 gradient per example)."""
+    b = x.shape[0]
+    span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(b, 1, 1, 1, 1)
+    m = torch.rand_like(x) * 0.01 if m0 is None else m0.clone()
+    v = torch.zeros_like(m)
+    t = target.repeat_interleave(samples)
+    for i in range(iterations):
+        noise = torch.randn((b, samples, *x.shape[1:])) if noises is None else noises[i]
+        noisy = x[:, None] + 0.1 * span * noise
+        m = m.detach().requires_grad_(True)
+        fg = (noisy * m[:, None]).flatten(0, 1)
+        bg = (noisy * (1 - m)[:, None]).flatten(0, 1)
+        lp_fg = F.log_softmax(model(fg), -1).gather(1, t[:, None]).view(b, samples)
+        lp_bg = F.log_softmax(model(bg), -1).gather(1, t[:, None]).view(b, samples)
+        loss = (
+            -lp_fg.mean(1)
+            + lam1 * m.abs().flatten(1).sum(1)
+            - lam2 * torch.log(1 - lp_bg.exp() + 1e-7).mean(1)
+        ).sum()
+        (g,) = torch.autograd.grad(loss, m)
+        g = g / (g.flatten(1).norm(dim=1).view(b, 1, 1, 1) + 1e-12)
+        v = 0.99 * v + g
+        m = (m.detach() - 0.1 * v).clamp(0, 1)
+    return m.detach()
+
+
+def torch_case(name: str, model, opt, x, y, cw_steps: int):
+    """A zero-argument callable running one case in PyTorch eager."""
+    if name.startswith("pgd") and not name.endswith("step"):
+        steps = int(name[3:])
+        return lambda: pgd_linf(model, x, y, EPS, steps, torch.empty_like(x).uniform_(-EPS, EPS))
+    if name == "cw_l2":
+        return lambda: cw_l2(model, x, y, cw_steps, CW_ROUNDS)
+    if name == "relex":
+        return lambda: relex(model, x, y, 10, RELEX_SAMPLES)
+
+    def step():
+        if name == "pgd_at_step":
+            x_adv = pgd_linf(model, x, y, EPS, 10, torch.empty_like(x).uniform_(-EPS, EPS))
+            loss = F.cross_entropy(model(x), y) + F.cross_entropy(model(x_adv), y)
+        else:
+            x_adv = trades_attack(model, x, EPS, 10, torch.randn_like(x))
+            log_p = F.log_softmax(model(x), -1)
+            kl = F.kl_div(
+                F.log_softmax(model(x_adv), -1), log_p, log_target=True, reduction="batchmean"
+            )
+            loss = F.cross_entropy(model(x), y) + 6.0 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def jax_case(name: str, apply_fn, tx, cw_steps: int):
+    """``fn(params, x, y, key)`` running one case in jaxinterp (to be jitted)."""
+    if name.startswith("pgd") and not name.endswith("step"):
+        attack = attacks.pgd(epsilon=EPS, num_steps=int(name[3:]))
+        return lambda p, x, y, k: attack(apply_fn, p, x, y, key=k)
+    if name == "cw_l2":
+        cw = attacks.carlini_wagner_l2(num_steps=cw_steps, binary_search_steps=CW_ROUNDS)
+        return lambda p, x, y, k: cw(apply_fn, p, x, y)
+    if name == "relex":
+        explain = attribution.relex(num_iterations=10, num_samples=RELEX_SAMPLES)
+        return lambda p, x, y, k: explain(apply_fn, p, x, y, key=k)
+    penalty = (
+        regularizers.combine(at=(1.0, regularizers.adversarial_training(epsilon=EPS)))
+        if name == "pgd_at_step"
+        else regularizers.combine(kl=(6.0, regularizers.trades(epsilon=EPS)))
+    )
+    step = training.make_train_step(apply_fn, tx, penalty=penalty)
+
+    def run(p, x, y, k):
+        return step(training.create_train_state(p, tx, key=k), {"image": x, "label": y})
+
+    return run
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+
+def check_case(name: str, setup, tmodel, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Runs both sides on the same inputs (and jaxinterp's random draws); raises on mismatch.
+
+    Signed steps are discontinuous where a gradient entry is ~0, so PGD-type results are
+    compared by the share of entries that agree (≥ 99%); continuous ones by relative error.
+    """
+    f, p = setup.model.apply_fn, setup.params
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    xt, yt = tm.nchw(x), torch.from_numpy(np.asarray(y)).long()
+    key = jax.random.PRNGKey(3)
+    if name.startswith("pgd") and not name.endswith("step"):
+        steps = int(name[3:])
+        ours = np.asarray(attacks.pgd(epsilon=EPS, num_steps=steps)(f, p, xj, yj, key=key))
+        delta0 = jax.random.uniform(key, x.shape, jnp.float32, -EPS, EPS)
+        theirs = tm.nhwc(pgd_linf(tmodel, xt, yt, EPS, steps, tm.nchw(np.asarray(delta0))))
+        agree = float(np.mean(np.abs(ours - theirs) < 1e-5))
+        return _verdict(name, {"agree_share": agree}, agree >= 0.99)
+    if name == "cw_l2":
+        adv, ok = attacks.carlini_wagner_l2(num_steps=20, binary_search_steps=2)(f, p, xj, yj)
+        t_adv, t_ok = cw_l2(tmodel, xt, yt, 20, 2)
+        same = float(np.mean(np.asarray(ok) == t_ok.numpy()))
+        d_ours = np.sqrt(np.sum((np.asarray(adv) - x) ** 2, axis=(1, 2, 3)))
+        d_theirs = np.sqrt(np.sum((tm.nhwc(t_adv) - x) ** 2, axis=(1, 2, 3)))
+        err = _rel(d_ours, d_theirs)
+        return _verdict(
+            name, {"success_agree": same, "distance_rel_err": err}, same >= 0.9 and err < 1e-2
+        )
+    if name == "relex":
+        return _check_relex(setup, tmodel, x, y, key)
+    return _check_penalty(name, setup, tmodel, x, y, key)
+
+
+def _check_relex(setup, tmodel, x, y, key) -> dict[str, Any]:
+    b, n, iters = x.shape[0], 4, 3
+    explain = attribution.relex(num_iterations=iters, num_samples=n)
+    ours = np.asarray(
+        explain(setup.model.apply_fn, setup.params, jnp.asarray(x), jnp.asarray(y), key=key)
+    )
+    # jaxinterp's draws: per example fold_in(key, j) split into (init, noise).
+    keys = [jax.random.split(jax.random.fold_in(key, j)) for j in range(b)]
+    m0 = np.stack(
+        [np.asarray(jax.random.uniform(k[0], x.shape[1:], jnp.float32, 0.0, 0.01)) for k in keys]
+    )
+    noises = [
+        torch.from_numpy(
+            np.stack(
+                [
+                    np.transpose(
+                        np.asarray(
+                            jax.random.normal(
+                                jax.random.fold_in(k[1], i), (n, *x.shape[1:]), jnp.float32
+                            )
+                        ),
+                        (0, 3, 1, 2),
+                    )
+                    for k in keys
+                ]
+            )
+        )
+        for i in range(iters)
+    ]
+    theirs = relex(
+        tmodel,
+        tm.nchw(x),
+        torch.from_numpy(np.asarray(y)).long(),
+        iters,
+        n,
+        m0=tm.nchw(m0),
+        noises=noises,
+    )
+    err = _rel(ours, tm.nhwc(theirs))
+    return _verdict("relex", {"mask_rel_err": err}, err < 1e-3)
+
+
+def _check_penalty(name, setup, tmodel, x, y, key) -> dict[str, Any]:
+    f, p = setup.model.apply_fn, setup.params
+    xt, yt = tm.nchw(x), torch.from_numpy(np.asarray(y)).long()
+    if name == "pgd_at_step":
+        ours, _ = regularizers.adversarial_training(epsilon=EPS)(
+            f, p, jnp.asarray(x), jnp.asarray(y), key=key
+        )
+        delta0 = tm.nchw(np.asarray(jax.random.uniform(key, x.shape, jnp.float32, -EPS, EPS)))
+        with torch.no_grad():
+            theirs = F.cross_entropy(tmodel(pgd_linf(tmodel, xt, yt, EPS, 10, delta0)), yt)
+    else:
+        ours, _ = regularizers.trades(epsilon=EPS)(f, p, jnp.asarray(x), jnp.asarray(y), key=key)
+        noise = tm.nchw(np.asarray(jax.random.normal(key, x.shape, jnp.float32)))
+        z = trades_attack(tmodel, xt, EPS, 10, noise)
+        with torch.no_grad():
+            log_p = F.log_softmax(tmodel(xt), -1)
+            theirs = (
+                F.kl_div(F.log_softmax(tmodel(z), -1), log_p, log_target=True, reduction="sum")
+                / x.shape[0]
+            )
+    err = abs(float(ours) - float(theirs)) / (abs(float(theirs)) + 1e-12)
+    return _verdict(name, {"penalty_rel_err": err}, err < 1e-3)
+
+
+def _verdict(name: str, errors: dict[str, float], ok: bool) -> dict[str, Any]:
+    if not ok:
+        raise checks.ValueMismatch(f"{name}: jaxinterp and PyTorch disagree: {errors}")
+    return {"status": "ok", "dtype": "float32", "errors": errors}
