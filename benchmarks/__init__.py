@@ -1,1 +1,15 @@
-"""Throughput benchmarks: ``python -m benchmarks.<name>``."""
+"""Throughput benchmarks: ``python -m benchmarks.<name>``.
+
+Importing the package applies the library's XLA:CPU settings for one device
+(:func:`jaxinterp.configure_cpu` with ``devices=1``: the YNNPACK fusion setting), as the
+``jaxinterp`` command does, so the numbers are those a user of the command line gets.
+``JAXINTERP_XLA_DEFAULTS=0`` measures XLA's own defaults instead; flags already in
+``XLA_FLAGS`` are kept either way.
+"""
+
+import os
+
+if os.environ.get("JAXINTERP_XLA_DEFAULTS", "1") != "0":
+    from jaxinterp import configure_cpu
+
+    configure_cpu(devices=1)

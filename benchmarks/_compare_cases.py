@@ -17,7 +17,7 @@ from benchmarks import _torch_iterative as ti
 from benchmarks import _torch_models as tm
 from benchmarks import _torch_penalties as tp
 from benchmarks._setup import BETA, Setup
-from benchmarks._timing import compile_and_time, time_calls
+from benchmarks._timing import compile_and_time, matmul_peak, time_calls
 from benchmarks.regularizers import default_impl, penalty_factories
 from jaxinterp import regularizers, training
 
@@ -71,6 +71,7 @@ def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
         return loss.detach()
 
     t = _jax_step(s, None, args)
+    peak = matmul_peak(repeats=args.repeats)
     return {
         "case": "plain step",
         "kind": "plain",
@@ -78,6 +79,10 @@ def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
         "jax_s": t["median_s"],
         "jax_compile_s": t["compile_s"],
         "jax_temp_bytes": t["temp_bytes"],
+        "flops": t["flops"],
+        "jax_gflops_per_s": t["flops"] / t["median_s"] / 1e9,
+        "matmul_peak_gflops_per_s": peak / 1e9,
+        "share_of_peak": t["flops"] / t["median_s"] / peak,
     }
 
 

@@ -14,7 +14,16 @@ from typing import Any
 
 import jax
 
-__all__ = ["RowPrinter", "compile_and_time", "machine", "parse_ints", "report", "time_calls"]
+__all__ = [
+    "RowPrinter",
+    "compile_and_time",
+    "flops",
+    "machine",
+    "matmul_peak",
+    "parse_ints",
+    "report",
+    "time_calls",
+]
 
 
 def time_calls(
@@ -55,7 +64,30 @@ def compile_and_time(
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
     timing = time_calls(lambda: compiled(*args), repeats=repeats, warmup=warmup)
-    return {"compile_s": compile_s, **timing, "temp_bytes": temp_bytes(compiled)}
+    return {
+        "compile_s": compile_s,
+        **timing,
+        "temp_bytes": temp_bytes(compiled),
+        "flops": flops(compiled),
+    }
+
+
+def flops(compiled: Any) -> float:
+    """XLA's count of floating-point operations of a compiled program (-1 if not reported)."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - backends without a cost model raise
+        return -1.0
+    cost = cost[0] if isinstance(cost, list | tuple) and cost else cost
+    return float(cost.get("flops", -1.0)) if isinstance(cost, dict) else -1.0
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a jitted float32 ``n × n`` matmul on the default device (median time)."""
+    a = jax.numpy.ones((n, n), jax.numpy.float32)
+    f = jax.jit(lambda a: a @ a)
+    t = time_calls(lambda: f(a), repeats=repeats, warmup=2)["median_s"]
+    return 2.0 * n**3 / t
 
 
 def temp_bytes(compiled: Any) -> int:

@@ -154,6 +154,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             printer.row(r)
     printer.finish(rows, args.json, meta=cases.meta(args, cases.TARGETS, cases.TARGET_SETTING))
     cases.print_targets(rows, cases.TARGETS, cases.TARGET_SETTING)
+    for r in rows:
+        if "share_of_peak" in r:
+            print(
+                f"[{r['model']}] plain step: {r['flops'] / 1e9:.2f} GFLOP (XLA cost analysis), "
+                f"{r['jax_gflops_per_s']:.1f} GFLOP/s = {100 * r['share_of_peak']:.0f}% of a "
+                f"{r['matmul_peak_gflops_per_s']:.1f} GFLOP/s float32 matmul measured in this run"
+            )
     return rows
 
 

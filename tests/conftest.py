@@ -6,6 +6,9 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=4".strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests check values under XLA's default CPU kernels; importing `benchmarks` must not switch
+# them (it applies jaxinterp.configure_cpu otherwise).
+os.environ["JAXINTERP_XLA_DEFAULTS"] = "0"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

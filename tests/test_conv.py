@@ -112,6 +112,11 @@ def _pgd_at_step(apply_fn, params, x, y, key):
     return step(training.create_train_state(params, tx, key=key), {"image": x, "label": y})[0]
 
 
+def _gradient_map(apply_fn, params, x, label):
+    score = lambda z: jnp.sum(jnp.take_along_axis(apply_fn(params, z), label[:, None], 1))  # noqa: E731
+    return jax.grad(score)(x)
+
+
 LOOP_METHODS = {
     "pgd": lambda f, p, x, y, k: attacks.pgd(epsilon=0.1, num_steps=2)(f, p, x, y, key=k),
     "boundary_search": lambda f, p, x, y, k: attacks.boundary_search(
@@ -121,6 +126,10 @@ LOOP_METHODS = {
         f, p, x, y, key=k
     ),
     "pgd_at_train_step": _pgd_at_step,
+    # Reverse-over-reverse inside the loop: the attack differentiates a gradient map.
+    "topk_attack": lambda f, p, x, y, k: (
+        attacks.topk_attack(_gradient_map, epsilon=0.1, num_steps=2, k=8)(f, p, x, y).x_adv
+    ),
 }
 
 

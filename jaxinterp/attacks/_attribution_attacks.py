@@ -99,38 +99,52 @@ def _setup(
     return params, x, label, normalized_map(attr_fn(apply_fn, params, x, label))
 
 
+Judged = tuple[jax.Array, jax.Array]
+"""``(key, score)`` per example: the search keeps the iterate of lowest ``key``."""
+
+
 def _search(
     apply_fn: ApplyFn,
     params: Any,
     x: jax.Array,
-    judge: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    move: Callable[[jax.Array, Any], tuple[jax.Array, Any]],
+    judge: Callable[[jax.Array], Judged],
+    move: Callable[[jax.Array, Any], tuple[jax.Array, Any, Judged]],
     state: Any,
     num_steps: int,
     epsilon: float,
     bounds: tuple[float, float] | None,
 ) -> AttributionAttackResult:
-    """Runs ``x_{t+1}, s_{t+1} = Π(move(x_t, s_t))`` from ``x``; returns per example the iterate
-    of lowest ``judge`` key (``judge -> (key, score)``) among ``x`` and those keeping the label."""
+    """Runs ``x_{t+1}, s_{t+1} = Π(move(x_t, s_t))`` from ``x_0 = x``; returns per example the
+    iterate of lowest ``judge`` key among ``x_0 … x_T`` that keep the label.
+
+    ``move(x_t, s_t) -> (x_{t+1} before Π, s_{t+1}, judge(x_t))``: the step also judges its
+    own input, so one forward/backward pass through the map serves both (``judge`` is
+    called for the last iterate only)."""
     pred = jnp.argmax(apply_fn(params, x), axis=-1)
 
-    def label_ok(x_adv: jax.Array) -> jax.Array:
-        return jnp.argmax(apply_fn(params, x_adv), axis=-1) == pred
+    def keep(x_adv: jax.Array, judged: Judged, best: tuple) -> tuple:
+        best_x, best_key, best_score = best
+        key, score = judged
+        label_ok = jnp.argmax(apply_fn(params, x_adv), axis=-1) == pred
+        better = label_ok & (key < best_key)
+        best_x = jnp.where(better.reshape(better.shape + (1,) * (x.ndim - 1)), x_adv, best_x)
+        return best_x, jnp.where(better, key, best_key), jnp.where(better, score, best_score)
 
     def step(_: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        x_adv, state, (best_x, best_key, best_score) = carry
-        x_adv, state = move(x_adv, state)
-        x_adv = jnp.clip(x_adv, x - epsilon, x + epsilon)
-        x_adv = x_adv if bounds is None else jnp.clip(x_adv, bounds[0], bounds[1])
-        key, score = judge(x_adv)
-        better = label_ok(x_adv) & (key < best_key)
-        best_x = jnp.where(better.reshape(better.shape + (1,) * (x.ndim - 1)), x_adv, best_x)
-        best = best_x, jnp.where(better, key, best_key), jnp.where(better, score, best_score)
-        return x_adv, state, best
+        x_adv, state, best = carry
+        moved, state, judged = move(x_adv, state)
+        best = keep(x_adv, judged, best)
+        moved = jnp.clip(moved, x - epsilon, x + epsilon)
+        moved = moved if bounds is None else jnp.clip(moved, bounds[0], bounds[1])
+        return moved, state, best
 
-    x_adv, _, score = jax.lax.fori_loop(0, num_steps, step, (x, state, (x, *judge(x))))[2]
+    no_key = jnp.full(x.shape[:1], jnp.inf, jnp.promote_types(x.dtype, jnp.float32))
+    best = (x, no_key, jnp.zeros_like(no_key))
+    x_last, _, best = jax.lax.fori_loop(0, num_steps, step, (x, state, best))
+    x_adv, _, score = keep(x_last, judge(x_last), best)
     x_adv = jax.lax.stop_gradient(x_adv)
-    return AttributionAttackResult(x_adv, label_ok(x_adv), score)
+    label_kept = jnp.argmax(apply_fn(params, x_adv), axis=-1) == pred
+    return AttributionAttackResult(x_adv, label_kept, score)
 
 
 def _check_common(
@@ -211,14 +225,25 @@ def topk_attack(
             h = normalized_map(attribution_fn(model, params, x_adv, label))
             return jnp.sum(h.reshape(top.shape) * top, axis=1), h
 
-        def judge(x_adv: jax.Array) -> tuple[jax.Array, jax.Array]:
-            d, h = mass(apply_fn, x_adv)
+        def from_map(d: jax.Array, h: jax.Array) -> Judged:
             inter = jnp.sum(_topk_mask(h, k) * top, axis=1) / k
             return inter + d / (2 * k), inter  # Lexicographic: steps of 1/k beat d <= 1.
 
-        def move(x_adv: jax.Array, state: None) -> tuple[jax.Array, None]:
-            g = jax.grad(lambda z: jnp.sum(mass(surrogate_apply_fn or apply_fn, z)[0]))(x_adv)
-            return x_adv - step_size * jnp.sign(g), state
+        def judge(x_adv: jax.Array) -> Judged:
+            return from_map(*mass(apply_fn, x_adv))
+
+        def total(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, tuple]:
+            d, h = mass(model, z)
+            return jnp.sum(d), (d, h)
+
+        def move(x_adv: jax.Array, state: None) -> tuple[jax.Array, None, Judged]:
+            if surrogate_apply_fn is None:  # The gradient's own forward pass judges x_adv.
+                g, aux = jax.grad(total, argnums=1, has_aux=True)(apply_fn, x_adv)
+                judged = from_map(*aux)
+            else:
+                g = jax.grad(total, argnums=1, has_aux=True)(surrogate_apply_fn, x_adv)[0]
+                judged = judge(x_adv)
+            return x_adv - step_size * jnp.sign(g), state, judged
 
         return _search(apply_fn, params, x, judge, move, None, num_steps, epsilon, bounds)
 
@@ -292,12 +317,21 @@ def targeted_manipulation(
             out = jnp.sum(jnp.square(p - p0), axis=-1)
             return gamma * dist + (1.0 - gamma) * out, dist
 
-        def move(x_adv: jax.Array, state: Any) -> tuple[jax.Array, Any]:
-            g = jax.grad(lambda z: jnp.sum(losses(surrogate_apply_fn or apply_fn, z)[0]))(x_adv)
-            updates, state = opt.update(g, state, x_adv)
-            return optax.apply_updates(x_adv, updates), state
+        def total(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, Judged]:
+            judged = losses(model, z)
+            return jnp.sum(judged[0]), judged
 
         judge = functools.partial(losses, apply_fn)
+
+        def move(x_adv: jax.Array, state: Any) -> tuple[jax.Array, Any, Judged]:
+            g, judged = jax.grad(total, argnums=1, has_aux=True)(
+                surrogate_apply_fn or apply_fn, x_adv
+            )
+            if surrogate_apply_fn is not None:  # Judged on the model itself, not the twin.
+                judged = judge(x_adv)
+            updates, state = opt.update(g, state, x_adv)
+            return optax.apply_updates(x_adv, updates), state, judged
+
         return _search(apply_fn, params, x, judge, move, opt.init(x), num_steps, epsilon, bounds)
 
     return attack

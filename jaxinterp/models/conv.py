@@ -9,14 +9,17 @@ computation: inside a ``while`` body (``lax.fori_loop``, ``lax.scan``) they run 
 loop, 5-18x slower than the library path. Every iterative method (PGD, CW, the boundary
 search, RelEx, adversarial training) differentiates the model inside such a loop.
 
-Here the tangent in the input is a convolution of the tangent with the kernel explicitly
-transposed (``I`` and ``O`` swapped, and the dimension numbers relabelled to say so), which
-is the same linear map. JAX's transpose of *that* convolution is then a convolution with a
-canonical ``01io`` kernel. The rule is recursive (the tangent convolutions are
-``loop_safe_conv`` calls), so forward-mode derivatives of any order and the reverse pass
-of a first-order derivative are canonical; values equal the plain convolution's to
-round-off at every order (the tests check reverse, forward, reverse-over-reverse,
-forward-over-reverse and jvp-of-jvp in float64).
+Here the convolution is a primitive of its own, ``loop_safe_conv``, computing exactly
+``lax.conv_general_dilated`` (it lowers to it). It is bilinear like the convolution; its
+transpose in the input is JAX's own transpose rule applied to the *explicitly transposed*
+kernel (``I`` and ``O`` exchanged physically, and the dimension numbers relabelled to
+match: the same linear map), which yields a canonical ``01io`` convolution. Every
+convolution that its transpose and batching rules emit is rebound to ``loop_safe_conv``,
+so derivatives of every order (reverse, forward and any nesting, e.g. the
+reverse-over-reverse of an attribution attack) and ``vmap`` keep the property. Values
+equal the plain convolution's at every order; the tests check reverse, forward,
+reverse-over-reverse, forward-over-reverse, jvp-of-jvp and params-gradients of jvps in
+float64 for strides, padding, dilations and feature groups.
 
 Opting a Flax module in is one field::
 
@@ -56,9 +59,9 @@ def _swap_kernel(rhs: jax.Array, params: dict[str, Any]) -> tuple[jax.Array, dic
     return lax.transpose(rhs, perm), {**params, "dimension_numbers": dn}
 
 
-def _rebind(fn: Any, *args: Any) -> Any:
-    """Evaluates ``fn(*args)`` with every ``conv_general_dilated`` it emits replaced by
-    :data:`safe_conv_p` (same parameters), so derivatives of the result stay loop-safe."""
+def _rebind(fn: Any, *args: jax.Array) -> jax.Array:
+    """Evaluates ``fn(*args) -> array`` with every ``conv_general_dilated`` it emits replaced
+    by :data:`safe_conv_p` (same parameters), so derivatives of the result stay loop-safe."""
     closed = jax.make_jaxpr(fn)(*args)
     env: dict[Any, Any] = {}
 
@@ -67,7 +70,7 @@ def _rebind(fn: Any, *args: Any) -> Any:
 
     for var, val in zip(closed.jaxpr.constvars, closed.consts, strict=True):
         env[var] = val
-    for var, val in zip(closed.jaxpr.invars, jax.tree.leaves(args), strict=True):
+    for var, val in zip(closed.jaxpr.invars, args, strict=True):
         env[var] = val
     for eqn in closed.jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
@@ -78,8 +81,8 @@ def _rebind(fn: Any, *args: Any) -> Any:
             outs = outs if eqn.primitive.multiple_results else [outs]
         for var, val in zip(eqn.outvars, outs, strict=True):
             env[var] = val
-    results = [read(v) for v in closed.jaxpr.outvars]
-    return jax.tree.unflatten(jax.tree.structure(jax.eval_shape(fn, *args)), results)
+    (out,) = closed.jaxpr.outvars
+    return read(out)
 
 
 def _transpose_lhs(ct: jax.Array, lhs: Any, rhs: jax.Array, **params: Any) -> jax.Array:
