@@ -31,9 +31,7 @@ _DEVICES_FLAG = "--xla_force_host_platform_device_count"
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
-def cpu_flags(
-    existing: str = "", *, devices: int | None = None, fast_kernels: bool = True
-) -> str:
+def cpu_flags(existing: str = "", *, devices: int | None = None, fast_kernels: bool = True) -> str:
     """``existing`` XLA flags plus the library's CPU settings that it does not set itself.
 
     Args:
