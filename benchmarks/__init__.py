@@ -1,7 +1,7 @@
 """Throughput benchmarks: ``python -m benchmarks.<name>``.
 
 Importing the package applies the library's XLA:CPU settings for one device
-(:func:`jaxinterp.configure_cpu` with ``devices=1``: the YNNPACK fusion setting), as the
+(:func:`jaxinterp.configure_cpu` with ``devices=1``: no convolution in YNNPACK), as the
 ``jaxinterp`` command does, so the numbers are those a user of the command line gets.
 ``JAXINTERP_XLA_DEFAULTS=0`` measures XLA's own defaults instead; flags already in
 ``XLA_FLAGS`` are kept either way.

@@ -207,19 +207,39 @@ def _inputs(xj, y):
 
 
 def _check_pgd(steps, setup, tmodel, x, y, key) -> dict[str, Any]:
-    xn, yj, xt, yt = _inputs(jnp.asarray(x), y)
-    attack = attacks.pgd(epsilon=EPS, num_steps=steps)
-    ours = np.asarray(attack(setup.model.apply_fn, setup.params, jnp.asarray(x), yj, key=key))
-    delta0 = jax.random.uniform(key, x.shape, jnp.float32, -EPS, EPS)
-    theirs = tm.nhwc(pgd_linf(tmodel, xt, yt, EPS, steps, tm.nchw(np.asarray(delta0))))
-    agree = float(np.mean(np.abs(ours - theirs) < 1e-5))
-    if agree < 0.99:
-        raise checks.ValueMismatch(f"pgd{steps}: only {agree:.3f} of the entries agree")
+    """Share of ``x_adv`` entries that differ: ≤ 1% in float32, else ≤ 0.1% in float64.
+
+    A sign step flips where a gradient entry is ~0, and one flip changes the later gradients
+    a little, so float32 round-off (which XLA:CPU's fused kernels and PyTorch's differ in)
+    spreads; float64 leaves almost no entry that close to 0."""
+
+    def disagreement(dtype) -> float:
+        params, xj, tmod = checks._in_dtype(dtype, setup, tmodel, x)
+        xn, yj, xt, yt = _inputs(xj, y)
+        attack = attacks.pgd(epsilon=EPS, num_steps=steps)
+        ours = np.asarray(attack(setup.model.apply_fn, params, xj, yj, key=key))
+        delta0 = tm.nchw(np.asarray(jax.random.uniform(key, x.shape, dtype, -EPS, EPS)))
+        theirs = tm.nhwc(pgd_linf(tmod, xt, yt, EPS, steps, delta0))
+        return float(np.mean(np.abs(ours - theirs) > 1e-5))
+
+    d32 = disagreement(jnp.float32)
+    if d32 <= 0.01:
+        return {
+            "status": "ok",
+            "dtype": "float32",
+            "max_rel_err": d32,
+            "errors": {"disagreeing_share": d32},
+        }
+    with jax.enable_x64(True):
+        d64 = disagreement(jnp.float64)
+    if d64 > 0.001:
+        raise checks.ValueMismatch(f"pgd{steps}: {d64:.4f} of the entries differ in float64")
     return {
-        "status": "ok",
-        "dtype": "float32",
-        "max_rel_err": 1.0 - agree,
-        "errors": {"disagreeing_share": 1.0 - agree},
+        "status": f"ok (float64; float32 differs at {d32:.3f})",
+        "dtype": "float64",
+        "max_rel_err": d64,
+        "float32_max_rel_err": d32,
+        "errors": {"disagreeing_share": d64},
     }
 
 

@@ -6,12 +6,14 @@ Two settings, both measured on the bundled CNN (see ``benchmarks/README.md``):
   device runs a batch's small convolutions with poor use of the cores; a data mesh over one
   device per core splits the batch instead, and the library's train steps, attacks and
   attributions are data-parallel already.
-* **Which kernels XLA:CPU hands to YNNPACK** (``--xla_cpu_experimental_ynn_fusion_type``).
-  By default jaxlib 0.10 sends every convolution to YNNPACK on its own, including the
-  kernel-gradient convolutions of the backward pass, which YNNPACK runs several times slower
-  than XLA's own library path. ``eltwise,reduce`` fuses elementwise chains (with the
-  forward convolutions they follow) and reductions into YNNPACK instead and leaves the
-  other convolutions to XLA: the plain train step of the CNN ran about 3.5x faster.
+* **No convolution handed to YNNPACK** (``--xla_cpu_experimental_ynn_fusion_type=
+  -individual_convolution``: XLA's default list of YNNPACK fusions less convolutions). By
+  default jaxlib 0.10 runs every convolution in YNNPACK, including the kernel-gradient
+  convolutions of the backward pass, which it runs several times slower than XLA's own
+  library path: the plain train step of the CNN ran about 2x faster without them. Adding
+  the ``eltwise`` type as well is faster still but computes wrong values (``arctanh`` off
+  by up to 2.6 in jaxlib 0.10.2, which breaks CW-L2's change of variables), so it is not
+  used; ``tests/test_cpu_config.py`` checks elementwise functions under these flags.
 
 Both are XLA flags, so they take effect only if set before JAX initialises its CPU backend
 (the first computation or device query). A user's own ``XLA_FLAGS`` always win: a flag the
@@ -24,7 +26,7 @@ import os
 
 __all__ = ["YNN_FUSION_TYPES", "configure_cpu", "cpu_flags"]
 
-YNN_FUSION_TYPES = "eltwise,reduce"
+YNN_FUSION_TYPES = "-individual_convolution"
 """The YNNPACK fusion types :func:`configure_cpu` selects."""
 
 _DEVICES_FLAG = "--xla_force_host_platform_device_count"
@@ -38,7 +40,7 @@ def cpu_flags(existing: str = "", *, devices: int | None = None, fast_kernels: b
       existing: The current ``XLA_FLAGS`` value.
       devices: Host devices to create; ``None``: one per core (``os.cpu_count()``).
         ``1`` adds no device flag.
-      fast_kernels: Add the YNNPACK fusion setting (see the module docstring).
+      fast_kernels: Add the YNNPACK setting (see the module docstring).
 
     Returns:
       The new flag string (``existing`` unchanged where it already names a flag).
@@ -74,14 +76,14 @@ def configure_cpu(*, devices: int | None = None, fast_kernels: bool = True) -> b
     Call it first thing, before any JAX computation::
 
         import jaxinterp
-        jaxinterp.configure_cpu()  # one XLA device per core, YNNPACK fusions
+        jaxinterp.configure_cpu()  # one XLA device per core, no YNNPACK convolutions
 
     The flags only concern the CPU backend: on a GPU or TPU machine they change nothing that
     runs on the accelerator. Flags already in ``XLA_FLAGS`` are kept as they are.
 
     Args:
       devices: Host devices; ``None``: one per core.
-      fast_kernels: Also select the YNNPACK fusion types (see the module docstring).
+      fast_kernels: Also keep convolutions out of YNNPACK (see the module docstring).
 
     Returns:
       ``True`` if the flags were set; ``False`` if JAX's backend had already started (then

@@ -6,9 +6,9 @@
 ``jaxinterp reproduce [--quick] [--config configs/reproduce_NAME.py] --out DIR``
 ``jaxinterp prepare --dataset NAME [--data-dir DIR]``
 
-On a CPU backend the command runs with one XLA device per core and XLA:CPU's YNNPACK fusions
-set to ``eltwise,reduce`` (see :func:`jaxinterp.configure_cpu`); a flag already in
-``XLA_FLAGS`` is kept as the user set it.
+On a CPU backend the command runs with one XLA device per core and XLA:CPU's convolutions
+kept out of YNNPACK (see :func:`jaxinterp.configure_cpu`); a flag already in ``XLA_FLAGS``
+is kept as the user set it.
 
 Bad input ends the command with exit status 2 and one line on stderr (set
 ``JAXINTERP_DEBUG=1`` for the traceback); a loss that became NaN/Inf ends it with status 1

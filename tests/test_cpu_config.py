@@ -11,7 +11,7 @@ import pytest
 import jaxinterp
 from jaxinterp import cpu_flags
 
-YNN = "--xla_cpu_experimental_ynn_fusion_type=eltwise,reduce"
+YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
 def test_flags_added_to_empty():
@@ -61,3 +61,42 @@ def test_subpackages_are_lazy_attributes():
     assert jaxinterp.attribution.integrated_gradients is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         jaxinterp.nope  # noqa: B018
+
+
+# Elementwise functions the library uses (CW's tanh box, softplus, sigmoid, log-softmax), and
+# a train-step-like conv backward, in a fresh process under the flags configure_cpu sets. An
+# XLA:CPU flag that miscompiles any of them (YNNPACK's eltwise fusion computes arctanh wrong
+# in jaxlib 0.10.2) must not be a default.
+_NUMERICS = """
+import jaxinterp
+assert jaxinterp.configure_cpu(devices=1)
+import jax, jax.numpy as jnp, numpy as np
+x = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype(np.float32)
+fns = {
+    "box": (lambda v: (jnp.tanh(jnp.arctanh((2 * v - 1) * 0.999999)) + 1) / 2, lambda v: v),
+    "arctanh": (lambda v: jnp.arctanh(v * 0.99), lambda v: np.arctanh(v * 0.99)),
+    "softplus": (lambda v: jax.nn.softplus(8 * v - 4), lambda v: np.log1p(np.exp(8 * v - 4))),
+    "sigmoid": (jax.nn.sigmoid, lambda v: 1 / (1 + np.exp(-v))),
+    "log_softmax": (lambda v: jax.nn.log_softmax(v, -1),
+                    lambda v: v - np.log(np.exp(v).sum(-1, keepdims=True))),
+}
+worst = max(float(np.max(np.abs(np.asarray(jax.jit(f)(x)) - g(x.astype(np.float64)))))
+            for f, g in fns.values())
+w = np.random.default_rng(1).normal(size=(3, 3, 3, 4)).astype(np.float32)
+conv = lambda v, k: jax.lax.conv_general_dilated(v, k, (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+gk = jax.jit(jax.grad(lambda k: jnp.sum(jnp.tanh(conv(x, k)))))(w)
+with jax.enable_x64(True):
+    ref = jax.grad(lambda k: jnp.sum(jnp.tanh(conv(jnp.asarray(x, jnp.float64), k))))(
+        jnp.asarray(w, jnp.float64))
+print(worst, float(np.max(np.abs(np.asarray(gk) - np.asarray(ref))) / np.max(np.abs(ref))))
+"""
+
+
+def test_default_flags_compute_correct_values():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", _NUMERICS], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    elementwise, conv_grad = float(out[0]), float(out[1])
+    assert elementwise < 1e-5 and conv_grad < 1e-4
