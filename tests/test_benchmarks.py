@@ -172,6 +172,8 @@ def test_compare_torch_cnn_values_agree():
             "activation_sensitivity",
             "--attributions",
             "ig_riemann_left_4",
+            "--iterative",
+            "",
         ]
     )
     assert [r["case"] for r in rows] == [
