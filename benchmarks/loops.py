@@ -99,8 +99,9 @@ def cases(steps: int) -> dict[str, Callable[..., Callable]]:
         "targeted_manipulation": lambda f: (
             lambda p, x, y, k: (
                 attacks.targeted_manipulation(
-                    _grad_map, epsilon=eps, num_steps=steps, learning_rate=1e-3
-                )(f, p, x, attacks.frame_target(x.shape[1:3]), y).x_adv
+                    _grad_map, epsilon=eps, num_steps=steps, learning_rate=1e-3,
+                    target_map=attacks.frame_target(x.shape[1:3]),
+                )(f, p, x, y).x_adv
             )
         ),
         "regularized_adversarial": attack(

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from jaxinterp import data, models
-from jaxinterp.attacks._attribution_attacks import (
+from jaxinterp.attacks import (
     frame_target,
     normalized_map,
     targeted_manipulation,
     topk_attack,
     topk_intersection,
 )
+from jaxinterp.attribution import class_score
 from jaxinterp.attribution._gradient import gradient
-from jaxinterp.attribution._scores import class_score
 from jaxinterp.models._surrogate import softplus_surrogate
 from tests._fitting import fit_digits, fit_digits_mlp
 
@@ -138,7 +138,7 @@ def test_targeted_manipulation_moves_map_toward_target(setup):
         static_argnums=0,
     )
     h_t = frame_target((8, 8))
-    res = attack(s.model.apply_fn, s.params, s.x, h_t)
+    res = attack(s.model.apply_fn, s.params, s.x, h_target=h_t)
     _check_threat_model(res.x_adv, s.x)
     assert bool(jnp.all(res.label_kept))
     assert bool(jnp.all(jnp.argmax(s.model.apply_fn(s.params, res.x_adv), -1) == s.pred))
@@ -149,7 +149,9 @@ def test_targeted_manipulation_moves_map_toward_target(setup):
     assert float(dist_adv.mean()) < float(dist_clean.mean())
     # The target must be map-shaped ([H, W] or [B, H, W]).
     with pytest.raises(ValueError, match="h_target"):
-        attack(s.model.apply_fn, s.params, s.x, jnp.ones((4, 4)))
+        attack(s.model.apply_fn, s.params, s.x, h_target=jnp.ones((4, 4)))
+    with pytest.raises(ValueError, match="needs a target map"):
+        attack(s.model.apply_fn, s.params, s.x)
 
 
 def test_softplus_surrogate(setup):

@@ -396,7 +396,7 @@ def test_bad_inputs_raise_clear_errors(mlp):
     p32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
     score_fn = attribution.class_score(apply_fn, p32, y)
     ig = attribution.integrated_gradients
-    with pytest.raises(ValueError, match="unknown kind 'prob'"):
+    with pytest.raises(ValueError, match="kind must be one of .*got 'prob'"):
         attribution.class_score(apply_fn, p32, y, kind="prob")
     with pytest.raises(ValueError, match="target must be a Python int or an integer array"):
         attribution.class_score(apply_fn, p32, jnp.zeros((B, 1), jnp.int32))

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from jaxinterp import data
+from jaxinterp.attacks import margin_loss
 from jaxinterp.attacks._boundary import DEFAULT_EPSILONS, boundary_search
 from jaxinterp.attacks._carlini_wagner import carlini_wagner_l2
-from jaxinterp.attacks._losses import margin_loss
 from jaxinterp.attacks._pgd import pgd
+from jaxinterp.attribution import class_score
 from jaxinterp.attribution._boundary import big, bsg, bsm
 from jaxinterp.attribution._gradient import gradient
 from jaxinterp.attribution._integrated_gradients import integrated_gradients
-from jaxinterp.attribution._scores import class_score
 from jaxinterp.attribution._smooth import smooth
 from tests._fitting import fit_digits_mlp
 
@@ -255,8 +255,12 @@ def test_bad_hyperparameters_raise(factory, kwargs, match):
 
 def test_bad_calls_raise(setup):
     x, y = setup.x[:2], setup.y[:2]
-    with pytest.raises(ValueError, match="key is required"):
-        boundary_search(epsilons=(0.1,))(setup.apply_fn, setup.params, x, y, key=None)
+    # Without a key the ladder starts from x: deterministic, and a valid search result.
+    search = boundary_search(epsilons=(0.1,), cw_steps=5, cw_binary_search_steps=2)
+    first = search(setup.apply_fn, setup.params, x, y)
+    again = search(setup.apply_fn, setup.params, x, y, key=None)
+    np.testing.assert_array_equal(first.x_adv, again.x_adv)
+    assert first.point is first.x_adv
     with pytest.raises(ValueError, match="x lies outside bounds"):
         carlini_wagner_l2()(setup.apply_fn, setup.params, x + 2.0, y)
     score_fn = class_score(setup.apply_fn, setup.params, y, "logit")

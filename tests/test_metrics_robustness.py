@@ -127,7 +127,10 @@ def test_attack_robustness_with_topk_attack():
         "kendall_tau",
         "center_of_mass_shift",
         "label_kept",
+        "attack_score",
     }
+    # The attack's own score of the top-k attack is the top-k intersection.
+    np.testing.assert_allclose(out["attack_score"], out["topk_intersection"], atol=1e-6)
     for name, v in out.items():
         assert v.shape == (3,) and v.dtype == jnp.float32, name
     assert np.all((out["topk_intersection"] >= 0) & (out["topk_intersection"] <= 1))
@@ -158,13 +161,10 @@ def test_attack_robustness_with_topk_attack():
 def test_attack_robustness_with_targeted_manipulation_and_checks():
     x = jax.random.uniform(_key(14), (2, 4, 4, 1))
     params = mlp_params(_key(15))
-    manip = attacks.targeted_manipulation(
-        grad_attribution, epsilon=0.1, num_steps=2, learning_rate=0.02
-    )
     frame = attacks.frame_target((4, 4))
-
-    def attack(apply_fn, p, z, label=None, **kw):
-        return manip(apply_fn, p, z, frame, label, **kw)
+    attack = attacks.targeted_manipulation(
+        grad_attribution, epsilon=0.1, num_steps=2, learning_rate=0.02, target_map=frame
+    )
 
     label = jnp.array([1, 2])
     out = run(metrics.attack_robustness, attack, grad_attribution, mlp_apply, params, x, label, k=3)

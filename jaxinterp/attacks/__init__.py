@@ -26,7 +26,11 @@ Example::
     x_adv = jax.jit(attack, static_argnums=0)(apply_fn, params, x, y, key=key)
 """
 
-from jaxinterp.attacks._attribution_attacks import (
+from jaxinterp.core.losses import LOSSES, LossFn, ce_loss, get_loss, margin_loss
+from jaxinterp.core.protocols import Attack
+from jaxinterp.core.registry import Registry
+
+from ._attribution_attacks import (
     AttributionAttackResult,
     frame_target,
     normalized_map,
@@ -34,17 +38,25 @@ from jaxinterp.attacks._attribution_attacks import (
     topk_attack,
     topk_intersection,
 )
-from jaxinterp.attacks._boundary import (
+from ._boundary import (
     DEFAULT_EPSILONS,
     BoundaryResult,
     BoundarySearch,
     boundary_search,
 )
-from jaxinterp.attacks._carlini_wagner import CWAttack, carlini_wagner_l2
-from jaxinterp.attacks._losses import LOSSES, LossFn, ce_loss, get_loss, margin_loss
-from jaxinterp.attacks._pgd import NORMS, Attack, fgsm, pgd
+from ._carlini_wagner import CWAttack, CWResult, carlini_wagner_l2
+from ._pgd import NORMS, fgsm, pgd
+
+ATTACKS = Registry("attack")
+"""Label attacks by name: ``attack(apply_fn, params, x, y, *, key=None) -> x_adv`` (or a
+NamedTuple whose first field is ``x_adv``)."""
+ATTACKS.register("pgd", pgd, epsilon=0.1, num_steps=20)
+ATTACKS.register("fgsm", fgsm, epsilon=0.1)
+ATTACKS.register("cw_l2", carlini_wagner_l2)
+ATTACKS.register("boundary_search", boundary_search)
 
 __all__ = [
+    "ATTACKS",
     "DEFAULT_EPSILONS",
     "LOSSES",
     "NORMS",
@@ -53,6 +65,7 @@ __all__ = [
     "BoundaryResult",
     "BoundarySearch",
     "CWAttack",
+    "CWResult",
     "LossFn",
     "boundary_search",
     "carlini_wagner_l2",

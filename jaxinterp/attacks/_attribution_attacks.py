@@ -17,7 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxinterp.attacks._pgd import _check_bounds, _check_num_steps, _check_positive
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.ops import normalized_map, per_example, topk_intersection, topk_mask
+from jaxinterp.core.protocols import ApplyFn
 
 __all__ = [
     "AttributionAttackResult",
@@ -28,9 +31,9 @@ __all__ = [
     "topk_intersection",
 ]
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 AttributionFn = Callable[[ApplyFn, Any, jax.Array, jax.Array], jax.Array]
-"""``attribution_fn(apply_fn, params, x [B, ...], label [B]) -> [B, ...]``, differentiable."""
+"""``attribution_fn(apply_fn, params, x [B, ...], y [B]) -> [B, ...]``, differentiable (an
+:class:`~jaxinterp.core.Explainer` without a key)."""
 
 
 class AttributionAttackResult(NamedTuple):
@@ -48,27 +51,6 @@ class AttributionAttackResult(NamedTuple):
     score: jax.Array
 
 
-def normalized_map(attribution: jax.Array) -> jax.Array:
-    """``h = Σ_c |a_c| / Σ |a|`` per example: ``[B, H, W, C] -> [B, H, W]`` (channels last;
-    ``[B, F]`` is not channel-summed); an all-zero map stays zero."""
-    h = jnp.abs(attribution)
-    h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
-    total = jnp.sum(h, axis=tuple(range(1, h.ndim)), keepdims=True)
-    return h / jnp.where(total > 0, total, 1.0)
-
-
-def _topk_mask(h: jax.Array, k: int) -> jax.Array:
-    """``[B, D]`` 0/1 indicator of each row's ``k`` largest entries of the flattened ``h``."""
-    flat = h.reshape(h.shape[0], -1)
-    _, idx = jax.lax.top_k(flat, k)
-    return jnp.sum(jax.nn.one_hot(idx, flat.shape[1], dtype=flat.dtype), axis=1)
-
-
-def topk_intersection(map_a: jax.Array, map_b: jax.Array, k: int) -> jax.Array:
-    """``|top_k(a) ∩ top_k(b)| / k`` per example, in ``[0, 1]``; maps ``[B, ...]`` -> ``[B]``."""
-    return jnp.sum(_topk_mask(map_a, k) * _topk_mask(map_b, k), axis=1) / k
-
-
 def frame_target(shape: tuple[int, int], width: int = 1) -> jax.Array:
     """A map ``[H, W]`` with uniform mass on a border ``width`` pixels wide, summing to 1;
     raises ``ValueError`` unless ``shape`` is ``(H, W)`` and ``1 <= width < min(H, W) / 2``."""
@@ -82,21 +64,16 @@ def frame_target(shape: tuple[int, int], width: int = 1) -> jax.Array:
 
 
 def _setup(
-    attr_fn: AttributionFn, apply_fn: ApplyFn, params: Any, x: Any, label: Any, bounds: Any
+    attr_fn: AttributionFn, apply_fn: ApplyFn, params: Any, x: Any, y: Any, bounds: Any
 ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
-    """Call-time checks; returns ``(params, x, label or the prediction, h(x))``."""
-    x = jnp.asarray(x)
-    if x.ndim < 2 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x must be a float array [B, ...], got {x.dtype}{list(x.shape)}")
-    if bounds is not None and not isinstance(x, jax.core.Tracer) and x.size:
-        if float(jnp.min(x)) < bounds[0] or float(jnp.max(x)) > bounds[1]:
-            raise ValueError(f"x lies outside bounds={bounds}; pass the input range as bounds")
+    """Call-time checks; returns ``(params, x, y or the prediction, h(x))``."""
+    x = checks.array(x, "x", min_ndim=2)
+    checks.in_bounds(x, bounds)
     params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
-    label = jnp.argmax(apply_fn(params, x), axis=-1) if label is None else jnp.asarray(label)
-    if label.shape != x.shape[:1] or not jnp.issubdtype(label.dtype, jnp.integer):
-        got = f"{label.dtype}{list(label.shape)}"
-        raise ValueError(f"label must be None or integer labels [B] = ({x.shape[0]},), got {got}")
-    return params, x, label, normalized_map(attr_fn(apply_fn, params, x, label))
+    k = checks.num_classes(apply_fn, params, x)
+    y = jnp.argmax(apply_fn(params, x), axis=-1) if y is None else y
+    y = checks.labels(y, x.shape[0], "y", num_classes=k)
+    return params, x, y, normalized_map(attr_fn(apply_fn, params, x, y))
 
 
 Judged = tuple[jax.Array, jax.Array]
@@ -108,40 +85,45 @@ def _search(
     params: Any,
     x: jax.Array,
     judge: Callable[[jax.Array], Judged],
-    move: Callable[[jax.Array, Any], tuple[jax.Array, Any, Judged]],
-    state: Any,
+    objective: Callable[[jax.Array], tuple[jax.Array, Judged | None]],
     num_steps: int,
     epsilon: float,
     bounds: tuple[float, float] | None,
+    **steps: Any,
 ) -> AttributionAttackResult:
-    """Runs ``x_{t+1}, s_{t+1} = Π(move(x_t, s_t))`` from ``x_0 = x``; returns per example the
-    iterate of lowest ``judge`` key among ``x_0 … x_T`` that keep the label.
+    """Descends ``objective`` by :func:`~jaxinterp.core.gradient_steps` (``**steps``) from
+    ``x`` under the L∞/bounds projection; returns per example the iterate of lowest ``judge``
+    key among ``x_0 … x_T`` that keep the label.
 
-    ``move(x_t, s_t) -> (x_{t+1} before Π, s_{t+1}, judge(x_t))``: the step also judges its
-    own input, so one forward/backward pass through the map serves both (``judge`` is
-    called for the last iterate only)."""
+    ``objective(z) -> (J(z), judged)``: the gradient's own forward pass judges each iterate
+    (one pass through the map per step); ``judged=None`` has ``judge`` called instead."""
     pred = jnp.argmax(apply_fn(params, x), axis=-1)
 
-    def keep(x_adv: jax.Array, judged: Judged, best: tuple) -> tuple:
+    def keep(best: tuple, x_adv: jax.Array, judged: Judged | None) -> tuple:
         best_x, best_key, best_score = best
-        key, score = judged
+        key, score = judge(x_adv) if judged is None else judged
         label_ok = jnp.argmax(apply_fn(params, x_adv), axis=-1) == pred
         better = label_ok & (key < best_key)
-        best_x = jnp.where(better.reshape(better.shape + (1,) * (x.ndim - 1)), x_adv, best_x)
+        best_x = jnp.where(per_example(better, x.ndim), x_adv, best_x)
         return best_x, jnp.where(better, key, best_key), jnp.where(better, score, best_score)
 
-    def step(_: jax.Array, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        x_adv, state, best = carry
-        moved, state, judged = move(x_adv, state)
-        best = keep(x_adv, judged, best)
-        moved = jnp.clip(moved, x - epsilon, x + epsilon)
-        moved = moved if bounds is None else jnp.clip(moved, bounds[0], bounds[1])
-        return moved, state, best
+    def project(z: jax.Array) -> jax.Array:
+        z = jnp.clip(z, x - epsilon, x + epsilon)
+        return z if bounds is None else jnp.clip(z, bounds[0], bounds[1])
 
     no_key = jnp.full(x.shape[:1], jnp.inf, jnp.promote_types(x.dtype, jnp.float32))
-    best = (x, no_key, jnp.zeros_like(no_key))
-    x_last, _, best = jax.lax.fori_loop(0, num_steps, step, (x, state, best))
-    x_adv, _, score = keep(x_last, judge(x_last), best)
+    x_last, best = gradient_steps(
+        objective,
+        x,
+        num_steps=num_steps,
+        maximize=False,
+        project=project,
+        has_aux=True,
+        observe=keep,
+        observed=(x, no_key, jnp.zeros_like(no_key)),
+        **steps,
+    )
+    x_adv, _, score = keep(best, x_last, None)
     x_adv = jax.lax.stop_gradient(x_adv)
     label_kept = jnp.argmax(apply_fn(params, x_adv), axis=-1) == pred
     return AttributionAttackResult(x_adv, label_kept, score)
@@ -150,12 +132,10 @@ def _search(
 def _check_common(
     attribution_fn: Any, epsilon: Any, num_steps: Any, bounds: Any
 ) -> tuple[float, int, tuple[float, float] | None]:
-    if not callable(attribution_fn):
-        raise ValueError(f"attribution_fn must be callable, got {attribution_fn!r}")
-    epsilon, num_steps = _check_positive("epsilon", epsilon), _check_num_steps(num_steps)
-    bounds = _check_bounds(bounds)
-    if bounds is not None and epsilon > bounds[1] - bounds[0]:
-        raise ValueError(f"epsilon={epsilon} is outside the input range {bounds}")
+    checks.function("attribution_fn", attribution_fn)
+    epsilon, num_steps = checks.positive("epsilon", epsilon), checks.integer("num_steps", num_steps)
+    bounds = checks.bounds(bounds)
+    checks.epsilon_in_bounds(epsilon, bounds)
     return epsilon, num_steps, bounds
 
 
@@ -179,8 +159,9 @@ def topk_attack(
     map (then lowest ``D``) among ``x`` and the iterates that keep the clean prediction.
 
     Args:
-      attribution_fn: ``attribution_fn(apply_fn, params, x, label) -> [B, ...]``, twice
-        differentiable in ``x`` (e.g. the input gradient of a softplus model's logit).
+      attribution_fn: ``attribution_fn(apply_fn, params, x, y) -> [B, ...]``, twice
+        differentiable in ``x`` (e.g. the input gradient of a softplus model's logit; an
+        explainer of :mod:`jaxinterp.attribution` with its key bound).
       epsilon: L∞ radius ``ε > 0`` (at most ``hi − lo`` with bounds).
       num_steps: Number of steps ``>= 1``.
       step_size: ``α > 0``; defaults to ``2.5 · ε / num_steps``.
@@ -188,64 +169,58 @@ def topk_attack(
       bounds: Valid input range ``(lo, hi)``, or ``None``.
 
     Returns:
-      ``attack(apply_fn, params, x, label=None, *, surrogate_apply_fn=None)`` ->
-      :class:`AttributionAttackResult`. ``label`` (default: the prediction) is the class
-      explained; ``surrogate_apply_fn`` (e.g. a ReLU model's softplus twin) is differentiated
-      instead of ``apply_fn``, which still gives labels, maps and scores. Jittable
+      ``attack(apply_fn, params, x, y=None, *, key=None, surrogate_apply_fn=None)`` ->
+      :class:`AttributionAttackResult`. ``y`` (default: the prediction) is the class
+      explained; ``key`` is accepted and ignored (deterministic); ``surrogate_apply_fn``
+      (e.g. a ReLU model's softplus twin) is differentiated instead of ``apply_fn``, which
+      still gives labels, maps and scores. Jittable
       (``static_argnums=0, static_argnames="surrogate_apply_fn"``).
 
     Raises:
-      ValueError: On invalid hyperparameters, ``k`` larger than the map, a bad ``label``.
+      ValueError: On invalid hyperparameters, ``k`` larger than the map, a bad ``y``.
 
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
     """
     epsilon, num_steps, bounds = _check_common(attribution_fn, epsilon, num_steps, bounds)
-    step_size = (
-        2.5 * epsilon / num_steps if step_size is None else _check_positive("step_size", step_size)
-    )
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    k = int(k)
+    step_size = checks.step_size(step_size, epsilon, num_steps)
+    k = checks.integer("k", k)
 
     def attack(
         apply_fn: ApplyFn,
         params: Any,
         x: jax.Array,
-        label: jax.Array | None = None,
+        y: jax.Array | None = None,
         *,
+        key: jax.Array | None = None,
         surrogate_apply_fn: ApplyFn | None = None,
     ) -> AttributionAttackResult:
-        params, x, label, h0 = _setup(attribution_fn, apply_fn, params, x, label, bounds)
+        del key  # Deterministic; accepted for the common attack signature.
+        params, x, y, h0 = _setup(attribution_fn, apply_fn, params, x, y, bounds)
         if k > h0[0].size:
             raise ValueError(f"k={k} exceeds the number of map entries {h0[0].size}")
-        top = jax.lax.stop_gradient(_topk_mask(h0, k))
+        top = jax.lax.stop_gradient(topk_mask(h0, k))
 
         def mass(model: ApplyFn, x_adv: jax.Array) -> tuple[jax.Array, jax.Array]:
-            h = normalized_map(attribution_fn(model, params, x_adv, label))
+            h = normalized_map(attribution_fn(model, params, x_adv, y))
             return jnp.sum(h.reshape(top.shape) * top, axis=1), h
 
         def from_map(d: jax.Array, h: jax.Array) -> Judged:
-            inter = jnp.sum(_topk_mask(h, k) * top, axis=1) / k
+            inter = jnp.sum(topk_mask(h, k) * top, axis=1) / k
             return inter + d / (2 * k), inter  # Lexicographic: steps of 1/k beat d <= 1.
 
         def judge(x_adv: jax.Array) -> Judged:
             return from_map(*mass(apply_fn, x_adv))
 
-        def total(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, tuple]:
-            d, h = mass(model, z)
-            return jnp.sum(d), (d, h)
+        def objective(z: jax.Array) -> tuple[jax.Array, Judged | None]:
+            if surrogate_apply_fn is None:  # The gradient's own forward pass judges z.
+                d, h = mass(apply_fn, z)
+                return jnp.sum(d), from_map(d, h)
+            return jnp.sum(mass(surrogate_apply_fn, z)[0]), None  # Judged on the model.
 
-        def move(x_adv: jax.Array, state: None) -> tuple[jax.Array, None, Judged]:
-            if surrogate_apply_fn is None:  # The gradient's own forward pass judges x_adv.
-                g, aux = jax.grad(total, argnums=1, has_aux=True)(apply_fn, x_adv)
-                judged = from_map(*aux)
-            else:
-                g = jax.grad(total, argnums=1, has_aux=True)(surrogate_apply_fn, x_adv)[0]
-                judged = judge(x_adv)
-            return x_adv - step_size * jnp.sign(g), state, judged
-
-        return _search(apply_fn, params, x, judge, move, None, num_steps, epsilon, bounds)
+        return _search(
+            apply_fn, params, x, judge, objective, num_steps, epsilon, bounds, step_size=step_size
+        )
 
     return attack
 
@@ -257,6 +232,7 @@ def targeted_manipulation(
     num_steps: int,
     learning_rate: float,
     gamma: float = 0.5,
+    target_map: jax.Array | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
 ) -> Callable[..., AttributionAttackResult]:
     """Builds the targeted explanation manipulation of Dombrowski et al.
@@ -274,64 +250,65 @@ def targeted_manipulation(
       num_steps: Adam steps ``>= 1``.
       learning_rate: Adam step size ``> 0`` in input units (e.g. ``ε / 10``).
       gamma: Weight ``γ ∈ [0, 1]`` of the map term.
+      target_map: The target ``h_t``: ``[H, W]`` (shared; see :func:`frame_target`) or
+        ``[B, H, W]``; or ``None`` to pass it to each call as ``h_target``.
       bounds: Valid input range ``(lo, hi)``, or ``None``.
 
     Returns:
-      ``attack(apply_fn, params, x, h_target, label=None, *, surrogate_apply_fn=None)`` ->
-      :class:`AttributionAttackResult` (``score``: ``‖h(x_adv) − h_t‖²``); ``h_target`` is
-      ``[H, W]`` (shared; see :func:`frame_target`) or ``[B, H, W]``; the rest as
+      ``attack(apply_fn, params, x, y=None, *, key=None, h_target=None,
+      surrogate_apply_fn=None)`` -> :class:`AttributionAttackResult` (``score``:
+      ``‖h(x_adv) − h_t‖²``); ``h_target`` overrides ``target_map``; the rest as
       :func:`topk_attack`.
 
     Raises:
-      ValueError: On invalid hyperparameters or a mis-shaped ``h_target``.
+      ValueError: On invalid hyperparameters, a mis-shaped or missing target map.
 
     References:
       Dombrowski et al., "Explanations can be manipulated and geometry is to blame",
       NeurIPS 2019.
     """
     epsilon, num_steps, bounds = _check_common(attribution_fn, epsilon, num_steps, bounds)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    if not (isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0 <= gamma <= 1):
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-    gamma, opt = float(gamma), optax.adam(learning_rate)
+    learning_rate = checks.positive("learning_rate", learning_rate)
+    gamma = checks.real("gamma", gamma, low=0.0, high=1.0)
+    opt = optax.adam(learning_rate)
+    default_target = None if target_map is None else jnp.asarray(target_map)
 
     def attack(
         apply_fn: ApplyFn,
         params: Any,
         x: jax.Array,
-        h_target: jax.Array,
-        label: jax.Array | None = None,
+        y: jax.Array | None = None,
         *,
+        key: jax.Array | None = None,
+        h_target: jax.Array | None = None,
         surrogate_apply_fn: ApplyFn | None = None,
     ) -> AttributionAttackResult:
-        params, x, label, h0 = _setup(attribution_fn, apply_fn, params, x, label, bounds)
-        h_t = jnp.asarray(h_target, h0.dtype)
+        del key  # Deterministic; accepted for the common attack signature.
+        target = default_target if h_target is None else h_target
+        if target is None:
+            raise ValueError("targeted_manipulation needs a target map: target_map= or h_target=")
+        params, x, y, h0 = _setup(attribution_fn, apply_fn, params, x, y, bounds)
+        h_t = jnp.asarray(target, h0.dtype)
         if h_t.shape not in (h0.shape, h0.shape[1:]):
             raise ValueError(f"h_target must be {h0.shape[1:]} or {h0.shape}, got {h_t.shape}")
         h_t = normalized_map(jnp.broadcast_to(h_t, h0.shape)[..., None])
 
         def losses(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, jax.Array]:
-            h = normalized_map(attribution_fn(model, params, z, label))
+            h = normalized_map(attribution_fn(model, params, z, y))
             dist = jnp.sum(jnp.square(h - h_t), axis=tuple(range(1, h.ndim)))
             p, p0 = (jax.nn.softmax(model(params, v), axis=-1) for v in (z, x))
             out = jnp.sum(jnp.square(p - p0), axis=-1)
             return gamma * dist + (1.0 - gamma) * out, dist
 
-        def total(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, Judged]:
-            judged = losses(model, z)
-            return jnp.sum(judged[0]), judged
-
         judge = functools.partial(losses, apply_fn)
 
-        def move(x_adv: jax.Array, state: Any) -> tuple[jax.Array, Any, Judged]:
-            g, judged = jax.grad(total, argnums=1, has_aux=True)(
-                surrogate_apply_fn or apply_fn, x_adv
-            )
-            if surrogate_apply_fn is not None:  # Judged on the model itself, not the twin.
-                judged = judge(x_adv)
-            updates, state = opt.update(g, state, x_adv)
-            return optax.apply_updates(x_adv, updates), state, judged
+        def objective(z: jax.Array) -> tuple[jax.Array, Judged | None]:
+            judged = losses(surrogate_apply_fn or apply_fn, z)
+            # With a twin, the iterate is judged on the model itself, not the twin.
+            return jnp.sum(judged[0]), (judged if surrogate_apply_fn is None else None)
 
-        return _search(apply_fn, params, x, judge, move, opt.init(x), num_steps, epsilon, bounds)
+        return _search(
+            apply_fn, params, x, judge, objective, num_steps, epsilon, bounds, optimizer=opt
+        )
 
     return attack

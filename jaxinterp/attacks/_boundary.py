@@ -1,7 +1,7 @@
 """Nearest decision-boundary search: an L2 PGD ladder over radii, then Carlini–Wagner L2.
 
 A factory in the optax style: it validates and closes over the hyperparameters and returns a
-pure, batched, jittable ``search(apply_fn, params, x, y, *, key) -> BoundaryResult``. The
+pure, batched, jittable ``search(apply_fn, params, x, y, *, key=None) -> BoundaryResult``. The
 points it finds are the baselines / evaluation points of the boundary attributions in
 :mod:`jaxinterp.attribution._boundary`.
 """
@@ -15,9 +15,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attacks._carlini_wagner import _check_int, carlini_wagner_l2
-from jaxinterp.attacks._losses import get_loss, margin_loss
-from jaxinterp.attacks._pgd import _check_bounds, _check_positive, _per_example, pgd
+from jaxinterp.core import checks
+from jaxinterp.core.losses import get_loss, margin_loss
+from jaxinterp.core.ops import l2_norm
+from jaxinterp.core.ops import per_example as _per_example
+
+from ._carlini_wagner import carlini_wagner_l2
+from ._pgd import pgd
 
 __all__ = ["DEFAULT_EPSILONS", "BoundaryResult", "BoundarySearch", "boundary_search"]
 
@@ -29,8 +33,8 @@ class BoundaryResult(NamedTuple):
     """Per-example nearest boundary point (a pytree; fields are batched over ``B``).
 
     Attributes:
-      point: ``[B, ...]`` the closest misclassified candidate ``x'`` (after refinement, if
-        any); ``x`` where none.
+      x_adv: ``[B, ...]`` the closest misclassified candidate ``x'`` (after refinement, if
+        any); ``x`` where none. Also available as :attr:`point`.
       distance: ``[B]`` ``‖x' - x‖₂``; ``inf`` where none was found.
       found: ``[B]`` bool, whether a misclassified candidate was found.
       pgd_point: ``[B, ...]`` the PGD ladder's raw candidate (at its smallest successful
@@ -40,7 +44,7 @@ class BoundaryResult(NamedTuple):
       cw_found: ``[B]`` bool, ``cw_point`` is misclassified (re-scored).
     """
 
-    point: jax.Array
+    x_adv: jax.Array
     distance: jax.Array
     found: jax.Array
     pgd_point: jax.Array
@@ -48,14 +52,19 @@ class BoundaryResult(NamedTuple):
     cw_point: jax.Array
     cw_found: jax.Array
 
+    @property
+    def point(self) -> jax.Array:
+        """The boundary point ``x'`` (the same array as :attr:`x_adv`)."""
+        return self.x_adv
+
 
 BoundarySearch = Callable[..., BoundaryResult]
-"""``search(apply_fn, params, x [B, ...], y [B] int, *, key) -> BoundaryResult``."""
+"""``search(apply_fn, params, x [B, ...], y [B] int, *, key=None) -> BoundaryResult``."""
 
 
 def _l2(v: jax.Array) -> jax.Array:
     """Per-example L2 norm ``[B, ...] -> [B]``."""
-    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim))))
+    return l2_norm(v).reshape(v.shape[:1])
 
 
 def _refine(
@@ -142,9 +151,10 @@ def boundary_search(
       bounds: Finite input box ``(lo, hi)``; ``x`` must lie in it.
 
     Returns:
-      ``search(apply_fn, params, x, y, *, key) -> BoundaryResult``: ``x`` is ``[B, ...]``
+      ``search(apply_fn, params, x, y, *, key=None) -> BoundaryResult``: ``x`` is ``[B, ...]``
       float, ``y`` ``[B]`` integer true labels, ``key`` a PRNG key split over the ladder's
-      random starts (``jax.random.split(key, M)[m]`` for ``ε_m``). All points lie in ``bounds``
+      random starts (``jax.random.split(key, M)[m]`` for ``ε_m``); with ``key=None`` the
+      ladder starts from ``x`` itself (deterministic). All points lie in ``bounds``
       and carry no gradient. Pure and jittable, e.g. ``jax.jit(search, static_argnums=0)``.
 
     Raises:
@@ -154,34 +164,37 @@ def boundary_search(
     Example:
       >>> search = boundary_search()
       >>> res = jax.jit(search, static_argnums=0)(apply_fn, params, x, y, key=key)
-      >>> res.point, res.distance, res.found
+      >>> res.x_adv, res.distance, res.found
 
     References:
       Wang, Fredrikson & Datta, "Robust Models Are More Interpretable Because Attributions Look
       Normal", ICML 2022 (boundary search; reference code github.com/zifanw/boundary).
     """
     try:
-        eps = tuple(_check_positive("epsilons[i]", e) for e in epsilons)
+        eps = tuple(checks.positive("epsilons[i]", e) for e in epsilons)
     except TypeError:
-        raise ValueError(f"epsilons must be a sequence of numbers, got {epsilons!r}") from None
+        raise checks.ArgumentTypeError(
+            f"epsilons must be a sequence of numbers, got {epsilons!r}"
+        ) from None
     if not eps or any(a >= b for a, b in zip(eps, eps[1:], strict=False)):
         raise ValueError(f"epsilons must be non-empty and strictly increasing, got {epsilons!r}")
-    pgd_steps = _check_int("pgd_steps", pgd_steps, 1)
-    refine_steps = _check_int("refine_steps", refine_steps, 0)
+    pgd_steps = checks.integer("pgd_steps", pgd_steps)
+    refine_steps = checks.integer("refine_steps", refine_steps, 0)
     if pgd_step_size is not None:
-        pgd_step_size = _check_positive("pgd_step_size", pgd_step_size)
-    try:
-        get_loss(pgd_loss)
-    except ValueError as err:
-        raise ValueError(f"pgd_{err}") from None
+        pgd_step_size = checks.positive("pgd_step_size", pgd_step_size)
+    checks.one_of("pgd_loss", pgd_loss, ("ce", "margin"))
+    get_loss(pgd_loss)
     if bounds is None:
         raise ValueError("bounds must be a finite pair (lo, hi): CW's tanh box needs one")
-    bounds = _check_bounds(bounds)
-    ladder = [
-        pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2", loss=pgd_loss,
-            bounds=bounds)
-        for e in eps
-    ]  # fmt: skip
+    bounds = checks.bounds(bounds)
+    ladders = {
+        start: [
+            pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2",
+                loss=pgd_loss, bounds=bounds, random_start=start)
+            for e in eps
+        ]
+        for start in (True, False)
+    }  # fmt: skip
     try:
         cw = carlini_wagner_l2(
             num_steps=cw_steps,
@@ -205,17 +218,16 @@ def boundary_search(
         x: jax.Array,
         y: jax.Array,
         *,
-        key: jax.Array,
+        key: jax.Array | None = None,
     ) -> BoundaryResult:
         x, y = jnp.asarray(x), jnp.asarray(y)
-        if key is None:
-            raise ValueError("key is required for the PGD ladder's random starts")
+        ladder = ladders[key is not None]
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
 
         def wrong(x_adv: jax.Array, labels: jax.Array = y) -> jax.Array:  # Misclassified.
             return margin_loss(apply_fn(params, x_adv), labels) > 0
 
-        keys = jax.random.split(key, len(ladder))
+        keys = [None] * len(ladder) if key is None else jax.random.split(key, len(ladder))
         pgd_point, pgd_found = x, jnp.zeros(y.shape, bool)
         for m, attack in enumerate(ladder):  # Static: one PGD loop per radius, in order.
             x_adv = attack(apply_fn, params, x, y, key=keys[m])

@@ -1,44 +1,46 @@
 """The Carlini–Wagner L2 attack: the smallest L2 perturbation that flips the label.
 
 A factory in the optax style: it validates and closes over the hyperparameters and returns a
-pure, batched, jittable ``attack(apply_fn, params, x, y, *, key=None) -> (x_adv, success)``.
+pure, batched, jittable ``attack(apply_fn, params, x, y, *, key=None) -> CWResult``, a
+NamedTuple ``(x_adv, success)``.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxinterp.attacks._losses import margin_loss
-from jaxinterp.attacks._pgd import _check_bounds, _check_call, _check_positive, _per_example
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.losses import margin_loss
+from jaxinterp.core.ops import per_example, sq_l2
 
-__all__ = ["CWAttack", "carlini_wagner_l2"]
+from ._pgd import check_call
 
-CWAttack = Callable[..., tuple[jax.Array, jax.Array]]
-"""``attack(apply_fn, params, x [B, ...], y [B] int, *, key=None) -> (x_adv, success [B])``."""
+__all__ = ["CWAttack", "CWResult", "carlini_wagner_l2"]
+
+
+class CWResult(NamedTuple):
+    """What :func:`carlini_wagner_l2`'s attack returns.
+
+    Attributes:
+      x_adv: ``[B, ...]``: the closest successful iterate, or ``x`` where none succeeded.
+      success: ``[B]`` bool.
+    """
+
+    x_adv: jax.Array
+    success: jax.Array
+
+
+CWAttack = Callable[..., CWResult]
+"""``attack(apply_fn, params, x [B, ...], y [B] int, *, key=None) -> CWResult``."""
 
 _ATANH_SCALE = 0.999999  # Keeps arctanh finite for x on the bounds (as the reference code).
 _MAX_CONST = 1e10  # Upper cap on c in the last of >= 10 binary-search rounds (C&W's code).
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    try:
-        out = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        out = None
-    if out is None or out < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return out
-
-
-def _sq_l2(v: jax.Array) -> jax.Array:
-    """Per-example squared L2 norm ``[B, ...] -> [B]``."""
-    return jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)))
 
 
 def carlini_wagner_l2(
@@ -75,7 +77,7 @@ def carlini_wagner_l2(
       bounds: Finite input box ``(lo, hi)``; required by the change of variables.
 
     Returns:
-      ``attack(apply_fn, params, x, y, *, key=None) -> (x_adv, success)``: ``x`` is
+      ``attack(apply_fn, params, x, y, *, key=None) -> CWResult(x_adv, success)``: ``x`` is
       ``[B, ...]`` float inside ``bounds``, ``y`` ``[B]`` integer labels; ``x_adv`` has ``x``'s
       shape and dtype and lies in ``bounds``; ``success`` is ``[B]`` bool. Where ``success``,
       ``x_adv`` is the closest (L2) iterate found with ``max_{j≠y} f_j(x_adv) - f_y(x_adv) >
@@ -95,20 +97,14 @@ def carlini_wagner_l2(
     References:
       Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017.
     """
-    num_steps = _check_int("num_steps", num_steps, 1)
-    binary_search_steps = _check_int("binary_search_steps", binary_search_steps, 1)
-    learning_rate = _check_positive("learning_rate", learning_rate)
-    initial_const = _check_positive("initial_const", initial_const)
-    if (
-        not isinstance(confidence, int | float)
-        or isinstance(confidence, bool)
-        or not (0.0 <= float(confidence) < float("inf"))
-    ):
-        raise ValueError(f"confidence must be a finite number >= 0, got {confidence!r}")
-    confidence = float(confidence)
+    num_steps = checks.integer("num_steps", num_steps)
+    binary_search_steps = checks.integer("binary_search_steps", binary_search_steps)
+    learning_rate = checks.positive("learning_rate", learning_rate)
+    initial_const = checks.positive("initial_const", initial_const)
+    confidence = checks.nonnegative("confidence", confidence)
     if bounds is None:
         raise ValueError("bounds must be a finite pair (lo, hi): the tanh box needs one")
-    lo, hi = _check_bounds(bounds)
+    lo, hi = checks.bounds(bounds)
     opt = optax.adam(learning_rate)
 
     def attack(
@@ -118,10 +114,10 @@ def carlini_wagner_l2(
         y: jax.Array,
         *,
         key: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
+    ) -> CWResult:
         del key  # Deterministic; accepted for the common attack signature.
         x, y = jnp.asarray(x), jnp.asarray(y)
-        _check_call(apply_fn, params, x, y, None, 0.0, "linf", (lo, hi), False)
+        check_call(apply_fn, params, x, y, bounds=(lo, hi))
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
 
         def to_box(w: jax.Array) -> jax.Array:  # The clip only absorbs rounding.
@@ -134,28 +130,31 @@ def carlini_wagner_l2(
             logits = apply_fn(params, x_adv)
             margin = margin_loss(logits, y)  # max_{j≠y} f_j - f_y, [B]
             hinge = jnp.maximum(confidence - margin, 0.0)
-            dist = _sq_l2(x_adv - x)
+            dist = sq_l2(x_adv - x)
             return jnp.sum(dist + const * hinge), (x_adv, margin > confidence, dist)
 
-        grad_fn = jax.grad(objective, has_aux=True)
+        def keep(seen: tuple, w: jax.Array, aux: tuple) -> tuple:
+            best, best_d, found = seen  # Scores the iterate before its step.
+            x_adv, adv, dist = aux
+            better = adv & (dist < best_d)
+            best = jnp.where(per_example(better, x.ndim), x_adv, best)
+            return best, jnp.where(better, dist, best_d), found | adv
 
         def round_(r: jax.Array, carry: tuple) -> tuple:
             const, lower, upper, best, best_d = carry
             if binary_search_steps >= 10:
                 last = r == binary_search_steps - 1
                 const = jnp.where(last, jnp.minimum(upper, _MAX_CONST), const)
-
-            def step(_: jax.Array, inner: tuple) -> tuple:
-                w, state, best, best_d, found = inner
-                g, (x_adv, adv, dist) = grad_fn(w, const)  # Scores the iterate before the step.
-                updates, state = opt.update(g, state, w)
-                better = adv & (dist < best_d)
-                best = jnp.where(_per_example(better, x.ndim), x_adv, best)
-                best_d = jnp.where(better, dist, best_d)
-                return optax.apply_updates(w, updates), state, best, best_d, found | adv
-
-            init = (w0, opt.init(w0), best, best_d, jnp.zeros(y.shape, bool))
-            _, _, best, best_d, found = jax.lax.fori_loop(0, num_steps, step, init)
+            _, (best, best_d, found) = gradient_steps(
+                lambda w: objective(w, const),
+                w0,
+                num_steps=num_steps,
+                maximize=False,
+                optimizer=opt,
+                has_aux=True,
+                observe=keep,
+                observed=(best, best_d, jnp.zeros(y.shape, bool)),
+            )
             upper = jnp.where(found, jnp.minimum(upper, const), upper)
             lower = jnp.where(found, lower, jnp.maximum(lower, const))
             const = jnp.where(jnp.isinf(upper), const * 10.0, (lower + upper) / 2.0)
@@ -172,7 +171,7 @@ def carlini_wagner_l2(
         )
         *_, best, best_d = jax.lax.fori_loop(0, binary_search_steps, round_, init)
         success = jnp.isfinite(best_d)
-        return jax.lax.stop_gradient(best.astype(x.dtype)), jax.lax.stop_gradient(success)
+        return CWResult(jax.lax.stop_gradient(best.astype(x.dtype)), jax.lax.stop_gradient(success))
 
     attack.__doc__ = (
         f"CW-L2 attack ({binary_search_steps} rounds × {num_steps} Adam steps, lr="

@@ -7,74 +7,24 @@ return a pure, batched, jittable ``attack(apply_fn, params, x, y, *, key=None) -
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxinterp.attacks._losses import get_loss
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.losses import get_loss
+from jaxinterp.core.ops import l2_norm, per_example, unit_l2
+from jaxinterp.core.protocols import Attack
 
 __all__ = ["NORMS", "Attack", "fgsm", "pgd"]
-
-Attack = Callable[..., jax.Array]
-"""``attack(apply_fn, params, x [B, ...], y [B] int, *, key=None) -> x_adv [B, ...]``."""
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 """Threat models accepted by :func:`pgd` and :func:`fgsm`."""
 
 _TINY = 1e-30  # Below any float32 norm worth dividing by; guards divisions by zero.
-
-
-def _check_positive(name: str, value: Any) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (ok and math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_num_steps(value: Any) -> int:
-    try:
-        steps = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        steps = None
-    if steps is None or steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {value!r}")
-    return steps
-
-
-def _check_bounds(bounds: Any) -> tuple[float, float] | None:
-    if bounds is None:
-        return None
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be None or a pair (lo, hi), got {bounds!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"bounds must be finite with lo < hi, got {bounds!r}")
-    return lo, hi
-
-
-def _per_example(v: jax.Array, ndim: int) -> jax.Array:
-    """Reshapes ``[B]`` to ``[B, 1, ..., 1]`` (``ndim`` dims) for explicit broadcasting."""
-    return v.reshape(v.shape + (1,) * (ndim - 1))
-
-
-def _l2_norm(v: jax.Array) -> jax.Array:
-    """Per-example L2 norm ``[B, ...] -> [B, 1, ..., 1]``."""
-    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
-
-
-def _unit_l2(v: jax.Array) -> jax.Array:
-    """``v / ‖v‖₂`` per example; zero where ``v`` is zero. Rescales by ``max|v|`` first, so
-    tiny gradients do not underflow when squared."""
-    peak = jnp.max(jnp.abs(v), axis=tuple(range(1, v.ndim)), keepdims=True)
-    v = v / jnp.where(peak > 0, peak, 1.0)
-    norm = _l2_norm(v)
-    return v / jnp.where(norm > 0, norm, 1.0)
 
 
 def pgd(
@@ -135,20 +85,14 @@ def pgd(
     References:
       Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
     """
-    epsilon = _check_positive("epsilon", epsilon)
-    num_steps = _check_num_steps(num_steps)
-    step_size = (
-        2.5 * epsilon / num_steps if step_size is None else _check_positive("step_size", step_size)
-    )
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {norm!r}")
+    epsilon = checks.positive("epsilon", epsilon)
+    num_steps = checks.integer("num_steps", num_steps)
+    step_size = checks.step_size(step_size, epsilon, num_steps)
+    checks.one_of("norm", norm, NORMS)
     loss_fn = get_loss(loss)
-    bounds = _check_bounds(bounds)
-    if bounds is not None and norm == "linf" and epsilon > bounds[1] - bounds[0]:
-        raise ValueError(
-            f"epsilon={epsilon} is outside the input range: it exceeds bounds[1] - bounds[0] = "
-            f"{bounds[1] - bounds[0]} (epsilon is in input units, e.g. 8/255 not 8)"
-        )
+    bounds = checks.bounds(bounds)
+    if norm == "linf":
+        checks.epsilon_in_bounds(epsilon, bounds)
     random_start, targeted = bool(random_start), bool(targeted)
 
     def attack(
@@ -160,7 +104,17 @@ def pgd(
         key: jax.Array | None = None,
     ) -> jax.Array:
         x, y = jnp.asarray(x), jnp.asarray(y)
-        _check_call(apply_fn, params, x, y, key, epsilon, norm, bounds, random_start)
+        check_call(
+            apply_fn,
+            params,
+            x,
+            y,
+            bounds=bounds,
+            key=key,
+            needs_key=random_start,
+            epsilon=epsilon,
+            norm=norm,
+        )
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
 
         def objective(x_adv: jax.Array) -> jax.Array:
@@ -172,16 +126,18 @@ def pgd(
                 x_adv = jnp.clip(x_adv, x - epsilon, x + epsilon)
             else:
                 delta = x_adv - x
-                x_adv = x + delta * jnp.minimum(1.0, epsilon / (_l2_norm(delta) + _TINY))
+                x_adv = x + delta * jnp.minimum(1.0, epsilon / (l2_norm(delta) + _TINY))
             return x_adv if bounds is None else jnp.clip(x_adv, bounds[0], bounds[1])
 
-        def step(_: int, x_adv: jax.Array) -> jax.Array:
-            g = jax.grad(objective)(x_adv)
-            direction = jnp.sign(g) if norm == "linf" else _unit_l2(g)
-            return project(x_adv + step_size * direction)
-
         x0 = project(x + _random_delta(key, x, epsilon, norm)) if random_start else x
-        x_adv = jax.lax.fori_loop(0, num_steps, step, x0)
+        x_adv = gradient_steps(
+            objective,
+            x0,
+            num_steps=num_steps,
+            step_size=step_size,
+            direction="sign" if norm == "linf" else "l2",
+            project=project,
+        )
         return jax.lax.stop_gradient(x_adv.astype(x.dtype))
 
     attack.__doc__ = (
@@ -240,61 +196,40 @@ def _random_delta(key: jax.Array, x: jax.Array, epsilon: float, norm: str) -> ja
     if norm == "linf":
         return jax.random.uniform(key, x.shape, x.dtype, -epsilon, epsilon)
     k_dir, k_rad = jax.random.split(key)
-    direction = _unit_l2(jax.random.normal(k_dir, x.shape, x.dtype))
+    direction = unit_l2(jax.random.normal(k_dir, x.shape, x.dtype))
     d = math.prod(x.shape[1:])
     radius = epsilon * jax.random.uniform(k_rad, x.shape[:1], x.dtype) ** (1.0 / d)
-    return direction * _per_example(radius, x.ndim)
+    return direction * per_example(radius, x.ndim)
 
 
-def _is_concrete(v: Any) -> bool:
-    return not isinstance(v, jax.core.Tracer)
-
-
-def _check_call(
+def check_call(
     apply_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
     x: jax.Array,
     y: jax.Array,
-    key: jax.Array | None,
-    epsilon: float,
-    norm: str,
+    *,
     bounds: tuple[float, float] | None,
-    random_start: bool,
-) -> None:
-    """Call-time checks: shapes and dtypes always; values only for concrete inputs."""
-    if x.ndim < 2 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x must be a float array [B, ...], got {x.dtype}{list(x.shape)}")
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"y must be [B] with the batch size of x ({x.shape[0]}), got shape {tuple(y.shape)}"
-        )
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        raise ValueError(f"y must hold integer labels, got dtype {y.dtype}")
-    if random_start and key is None:
-        raise ValueError(
-            "key is required with random_start=True: attack(..., key=jax.random.key(0))"
-        )
-    if bounds is not None and norm == "l2":
+    key: jax.Array | None = None,
+    needs_key: bool = False,
+    epsilon: float | None = None,
+    norm: str = "linf",
+) -> int:
+    """Call-time checks of a label attack; returns ``K``.
+
+    Shapes and dtypes always; label range and input bounds only for concrete inputs. With
+    ``norm="l2"`` and ``bounds``, ``epsilon`` must not exceed the box's L2 diameter.
+    """
+    checks.array(x, "x", min_ndim=2)
+    if needs_key:
+        checks.key(key, required_by="random_start=True")
+    if bounds is not None and norm == "l2" and epsilon is not None:
         diameter = (bounds[1] - bounds[0]) * math.sqrt(math.prod(x.shape[1:]))
         if epsilon > diameter:
             raise ValueError(
                 f"epsilon={epsilon} is outside the input range: it exceeds the L2 diameter "
                 f"{diameter:.4g} of the bounds box for inputs of shape {tuple(x.shape[1:])}"
             )
-    logits = jax.eval_shape(apply_fn, params, x)
-    if logits.shape[:1] != x.shape[:1] or len(logits.shape) != 2 or logits.shape[1] < 2:
-        raise ValueError(
-            f"apply_fn must return logits [B={x.shape[0]}, K>=2], got {tuple(logits.shape)}"
-        )
-    if _is_concrete(y):
-        y_np = np.asarray(y)
-        if y_np.size and (y_np.min() < 0 or y_np.max() >= logits.shape[1]):
-            k, lo, hi = logits.shape[1], y_np.min(), y_np.max()
-            raise ValueError(f"y must lie in [0, {k}), got labels in {lo}..{hi}")
-    if bounds is not None and _is_concrete(x) and x.size:
-        x_np = np.asarray(x)
-        if x_np.min() < bounds[0] or x_np.max() > bounds[1]:
-            raise ValueError(
-                f"x lies outside bounds={bounds} (range {x_np.min():.4g}..{x_np.max():.4g}); "
-                "pass the input range as bounds, or bounds=None"
-            )
+    k = checks.num_classes(apply_fn, params, x)
+    checks.labels(y, x.shape[0], "y", num_classes=k)
+    checks.in_bounds(x, bounds)
+    return k

@@ -16,23 +16,26 @@ Example::
     sg = attribution.smooth(attribution.gradient, num_samples=25)(score_fn, x, key=key)
 """
 
-from jaxinterp.attribution._boundary import big, bsg, bsm
-from jaxinterp.attribution._gradient import gradient, gradient_x_input
-from jaxinterp.attribution._integrated_gradients import (
+from jaxinterp.core.ops import gaussian_smoothing
+from jaxinterp.core.protocols import AttributionFn, ScoreFn
+from jaxinterp.core.scores import SCORES as KINDS
+from jaxinterp.core.scores import class_score
+
+from ._boundary import big, bsg, bsm
+from ._gradient import gradient, gradient_x_input
+from ._integrated_gradients import (
     METHODS,
     expected_integrated_gradients,
     integrated_gradients,
     quadrature,
 )
-from jaxinterp.attribution._regularized_adversarial import (
-    gaussian_smoothing,
+from ._regularized_adversarial import (
     l1_norm,
     regularized_adversarial,
     total_variation,
 )
-from jaxinterp.attribution._relex import relex
-from jaxinterp.attribution._scores import KINDS, AttributionFn, ScoreFn, class_score
-from jaxinterp.attribution._smooth import SMOOTHINGS, smooth
+from ._relex import relex
+from ._smooth import SMOOTHINGS, smooth
 
 # One name per line, sorted; a new module's names go in an import above and here.
 __all__ = [

@@ -23,16 +23,18 @@ from typing import Any
 
 import jax
 
-from jaxinterp.attribution._gradient import gradient
-from jaxinterp.attribution._integrated_gradients import integrated_gradients
-from jaxinterp.attribution._scores import ScoreFn, check_input
-from jaxinterp.attribution._smooth import smooth
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import ScoreFn
+
+from ._gradient import gradient
+from ._integrated_gradients import integrated_gradients
+from ._smooth import smooth
 
 __all__ = ["big", "bsg", "bsm"]
 
 
 def _check_point(boundary_point: Any, x: jax.Array) -> jax.Array:
-    boundary_point = check_input(boundary_point, "boundary_point")
+    boundary_point = checks.array(boundary_point, "boundary_point")
     if boundary_point.shape != x.shape:
         raise ValueError(
             f"boundary_point must be shaped like x {tuple(x.shape)} (one point per example), "
@@ -65,7 +67,7 @@ def bsm(score_fn: ScoreFn, boundary_point: jax.Array) -> jax.Array:
         Wang, Fredrikson & Datta, "Robust Models Are More Interpretable Because Attributions
         Look Normal", ICML 2022 (boundary-based saliency map, BSM).
     """
-    return gradient(score_fn, check_input(boundary_point, "boundary_point"))
+    return gradient(score_fn, checks.array(boundary_point, "boundary_point"))
 
 
 def big(
@@ -111,7 +113,7 @@ def big(
     """
     if "baseline" in ig_kwargs:
         raise TypeError("big takes the baseline as boundary_point, not baseline=")
-    x = check_input(x)
+    x = checks.array(x)
     baseline = _check_point(boundary_point, x)
     return integrated_gradients(
         score_fn, x, baseline=baseline, num_steps=num_steps, method=method, **ig_kwargs
@@ -161,4 +163,4 @@ def bsg(
         kind="smoothgrad",
         chunk_size=chunk_size,
     )
-    return smoothed(score_fn, check_input(boundary_point, "boundary_point"), key=key)
+    return smoothed(score_fn, checks.array(boundary_point, "boundary_point"), key=key)

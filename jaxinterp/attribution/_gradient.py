@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attribution._scores import ScoreFn, check_input, checked_score
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import ScoreFn
+from jaxinterp.core.scores import checked_score
 
 __all__ = ["chunked_reduce", "gradient", "gradient_x_input"]
 
@@ -41,7 +43,7 @@ def gradient(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
         Simonyan, Vedaldi, Zisserman, "Deep inside convolutional networks: visualising image
         classification models and saliency maps", ICLR Workshop 2014.
     """
-    x = check_input(x)
+    x = checks.array(x)
     return jax.grad(lambda z: jnp.sum(checked_score(score_fn, z)))(x)
 
 
@@ -61,7 +63,7 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
         Shrikumar, Greenside, Shcherbina, Kundaje, "Not just a black box: learning important
         features through propagating activation differences", arXiv:1605.01713, 2016.
     """
-    x = check_input(x)
+    x = checks.array(x)
     return x * gradient(score_fn, x)
 
 

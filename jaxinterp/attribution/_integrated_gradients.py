@@ -9,14 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp.attribution._gradient import chunked_reduce, gradient
-from jaxinterp.attribution._scores import (
-    ScoreFn,
-    check_chunk_size,
-    check_input,
-    check_positive_int,
-    checked_score,
-)
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import ScoreFn
+from jaxinterp.core.scores import checked_score
+
+from ._gradient import chunked_reduce, gradient
 
 __all__ = ["METHODS", "expected_integrated_gradients", "integrated_gradients", "quadrature"]
 
@@ -59,7 +56,7 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     trapezoids = ("riemann_trapezoid", "trapezoid")
-    n = check_positive_int("num_steps", num_steps, 2 if method in trapezoids else 1)
+    n = checks.integer("num_steps", num_steps, 2 if method in trapezoids else 1)
     i = np.arange(n, dtype=np.float64)
     weights = np.full(n, 1.0 / n)
     if method == "riemann_left":
@@ -146,9 +143,9 @@ def integrated_gradients(
     References:
         Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
     """
-    x = check_input(x)
+    x = checks.array(x)
     alphas, weights = quadrature(method, num_steps)
-    chunk_size = check_chunk_size(chunk_size)
+    chunk_size = checks.chunk_size(chunk_size)
     base = _baseline(baseline, x)
     diff = x - base
 
@@ -193,7 +190,7 @@ def expected_integrated_gradients(
         Distill 2020; Erion et al., "Improving performance of deep learning models with
         axiomatic attribution priors and expected gradients", Nature Machine Intelligence 2021.
     """
-    x = check_input(x)
+    x = checks.array(x)
     if "baseline" in kwargs:
         raise TypeError("expected_integrated_gradients takes baselines [S, B, ...], not baseline")
     baselines = jnp.asarray(baselines, x.dtype)

@@ -10,23 +10,21 @@ penalties on ``δ``, pluggable regularisers) is the one this library adopts.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxinterp.attacks._losses import get_loss
-from jaxinterp.attacks._pgd import _check_bounds, _check_positive
-from jaxinterp.attribution._scores import check_input, check_nonnegative, check_positive_int
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.losses import get_loss
+from jaxinterp.core.ops import gaussian_smoothing
+from jaxinterp.core.protocols import ApplyFn, Explainer
 
 __all__ = [
     "Regularizer",
     "Smoothing",
-    "gaussian_smoothing",
     "l1_norm",
     "regularized_adversarial",
     "total_variation",
@@ -53,41 +51,6 @@ def total_variation(delta: jax.Array) -> jax.Array:
     return jnp.sum(dh, axis=(1, 2, 3)) + jnp.sum(dw, axis=(1, 2, 3))
 
 
-def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
-    """``[n, n]`` row-normalised Gaussian weights ``exp(−(i − j)² / 2σ²)``."""
-    i = np.arange(n, dtype=np.float64)
-    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def gaussian_smoothing(sigma: float) -> Smoothing:
-    """Separable spatial Gaussian blur of ``[B, H, W, C]`` arrays, each channel on its own.
-
-    ``s(g)_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] g_{h',w'}`` with
-    ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row: a weighted average over the pixels
-    inside the image (no padding; constants are preserved, also at the border).
-
-    Args:
-      sigma: Standard deviation ``σ > 0`` in pixels.
-
-    Raises:
-      ValueError: If ``sigma`` is not a finite number > 0.
-    """
-    ok = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
-    if not (ok and math.isfinite(float(sigma)) and float(sigma) > 0):
-        raise ValueError(f"smoothing_sigma must be a finite number > 0, got {sigma!r}")
-    sigma = float(sigma)
-
-    def smooth(g: jax.Array) -> jax.Array:
-        if g.ndim != 4:
-            raise ValueError(f"gaussian smoothing expects [B, H, W, C], got shape {g.shape}")
-        k_h = jnp.asarray(_gaussian_matrix(g.shape[1], sigma), g.dtype)
-        k_w = jnp.asarray(_gaussian_matrix(g.shape[2], sigma), g.dtype)
-        return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, g)
-
-    return smooth
-
-
 def regularized_adversarial(
     *,
     epsilon: float,
@@ -101,8 +64,8 @@ def regularized_adversarial(
     loss: str = "ce",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     return_delta: bool = False,
-) -> Callable[..., Any]:
-    """Builds the regularized-adversarial explainer ``E = Σ_channels |δ|``.
+) -> Explainer:
+    """Builds the regularized-adversarial explainer ``a = |δ|`` (its map ``Σ_channels |δ|``).
 
     From ``δ⁰ = 0``, ``num_steps`` signed (L∞ PGD) steps descend, per example,
     ``J(δ) = −ℓ(f(x + δ), y) + λ_1 ‖δ‖₁ + λ_TV TV(δ) + Σ_r r(δ)`` (``ℓ`` cross-entropy or
@@ -110,7 +73,7 @@ def regularized_adversarial(
     and piecewise constant), with the gradient smoothed by ``S`` before its sign is taken::
 
         δ ← Π( δ − α · sign(S(∇_δ J(δ))) ),   Π: clip to [−ε, ε] and x + δ to bounds
-        E_{h,w} = Σ_c |δ_{h,w,c}|
+        a = |δ|   (shaped like x; the explanation map is E_{h,w} = Σ_c |δ_{h,w,c}|)
 
     ``S`` is :func:`gaussian_smoothing` ``(smoothing_sigma)`` unless ``smoothing`` is given;
     ``smoothing_sigma=None`` (and no ``smoothing``) is plain PGD on the penalised objective.
@@ -135,9 +98,9 @@ def regularized_adversarial(
     Returns:
       ``explain(apply_fn, params, x, y, *, key=None)``: ``x`` is ``[B, H, W, C]`` float,
       ``y`` ``[B]`` integer (true or predicted labels); ``key`` is accepted and ignored (the
-      attack is deterministic). Returns ``E`` of shape ``[B, H, W, 1]`` (channel-summed, kept
-      ``x``-shaped with one channel), or ``(E, δ)`` with ``δ`` shaped like ``x`` when
-      ``return_delta``. No gradient flows out. Pure and jittable
+      attack is deterministic). Returns ``a = |δ|`` shaped like ``x`` (the metrics and plots
+      sum it over channels), or ``(a, δ)`` when ``return_delta``. No gradient flows out.
+      Pure and jittable
       (``jax.jit(explain, static_argnums=0)``).
 
     Raises:
@@ -147,19 +110,17 @@ def regularized_adversarial(
 
     Example:
       >>> explain = regularized_adversarial(epsilon=0.1, num_steps=20, tv=1e-3)
-      >>> e = jax.jit(explain, static_argnums=0)(apply_fn, params, x, y)  # [B, H, W, 1]
+      >>> a = jax.jit(explain, static_argnums=0)(apply_fn, params, x, y)  # like x
 
     References:
       Shoshan, Ratner, "Regularized adversarial examples for model interpretability",
       arXiv:1811.07311, 2018.
       Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
     """
-    epsilon = _check_positive("epsilon", epsilon)
-    num_steps = check_positive_int("num_steps", num_steps)
-    step_size = (
-        2.5 * epsilon / num_steps if step_size is None else _check_positive("step_size", step_size)
-    )
-    l1, tv = check_nonnegative("l1", l1), check_nonnegative("tv", tv)
+    epsilon = checks.positive("epsilon", epsilon)
+    num_steps = checks.integer("num_steps", num_steps)
+    step_size = checks.step_size(step_size, epsilon, num_steps)
+    l1, tv = checks.nonnegative("l1", l1), checks.nonnegative("tv", tv)
     if smoothing is not None and not callable(smoothing):
         raise ValueError(f"smoothing must be None or a callable, got {smoothing!r}")
     if smoothing is None and smoothing_sigma is not None:
@@ -168,9 +129,8 @@ def regularized_adversarial(
     if not all(callable(r) for r in regularizers):
         raise ValueError("regularizers must be a sequence of callables r(delta) -> [B]")
     loss_fn = get_loss(loss)
-    bounds = _check_bounds(bounds)
-    if bounds is not None and epsilon > bounds[1] - bounds[0]:
-        raise ValueError(f"epsilon={epsilon} is outside the input range {bounds}")
+    bounds = checks.bounds(bounds)
+    checks.epsilon_in_bounds(epsilon, bounds)
 
     def penalty(delta: jax.Array) -> jax.Array:
         total = jnp.zeros(delta.shape[:1], delta.dtype)
@@ -189,7 +149,7 @@ def regularized_adversarial(
         return total
 
     def explain(
-        apply_fn: Callable[[Any, jax.Array], jax.Array],
+        apply_fn: ApplyFn,
         params: Any,
         x: jax.Array,
         y: jax.Array,
@@ -197,7 +157,7 @@ def regularized_adversarial(
         key: jax.Array | None = None,
     ) -> Any:
         del key  # Deterministic; accepted for a uniform explainer signature.
-        x, y = check_input(x), jnp.asarray(y)
+        x, y = checks.array(x), jnp.asarray(y)
         if x.ndim != 4:
             raise ValueError(f"x must be [B, H, W, C], got shape {x.shape}")
         if y.shape != x.shape[:1] or not jnp.issubdtype(y.dtype, jnp.integer):
@@ -213,15 +173,17 @@ def regularized_adversarial(
             j = -loss_fn(apply_fn(params, x + delta), y) + penalty(delta)
             return jnp.sum(j)  # Examples never interact: the gradient is per example.
 
-        def step(_: jax.Array, delta: jax.Array) -> jax.Array:
-            g = jax.grad(objective)(delta)
-            if smoothing is not None:
-                g = smoothing(g)
-            return jnp.clip(delta - step_size * jnp.sign(g), lo_d, hi_d)
-
-        delta = jax.lax.fori_loop(0, num_steps, step, jnp.zeros_like(x))
+        delta = gradient_steps(
+            objective,
+            jnp.zeros_like(x),
+            num_steps=num_steps,
+            step_size=step_size,
+            maximize=False,
+            transform=smoothing,
+            project=lambda d: jnp.clip(d, lo_d, hi_d),
+        )
         delta = jax.lax.stop_gradient(delta)
-        e = jnp.sum(jnp.abs(delta), axis=-1, keepdims=True)
+        e = jnp.abs(delta)
         return (e, delta) if return_delta else e
 
     return explain

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp.attribution._scores import check_input, check_positive_int, class_score
+from jaxinterp.core import checks
+from jaxinterp.core.scores import class_score
 
 __all__ = ["Explainer", "relex"]
 
@@ -109,8 +110,8 @@ def relex(
       Smoothing Perspective of Model Interpretation", CVPR 2021 (reference code:
       github.com/JBNU-VL/RelEx).
     """
-    num_iterations = check_positive_int("num_iterations", num_iterations)
-    num_samples = check_positive_int("num_samples", num_samples)
+    num_iterations = checks.integer("num_iterations", num_iterations)
+    num_samples = checks.integer("num_samples", num_samples)
     lambda1 = _check_real("lambda1", lambda1, low=0.0)
     lambda2 = _check_real("lambda2", lambda2, low=0.0)
     learning_rate = _check_real("learning_rate", learning_rate, low=0.0, low_open=True)
@@ -125,7 +126,7 @@ def relex(
         *,
         key: jax.Array,
     ) -> jax.Array:
-        x = check_input(x)
+        x = checks.array(x)
         if x.ndim < 2:
             raise ValueError(f"x must be batched, shape [B, ...] with ndim >= 2, got {x.shape}")
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)

@@ -7,15 +7,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attribution._gradient import chunked_reduce
-from jaxinterp.attribution._scores import (
-    AttributionFn,
-    ScoreFn,
-    check_chunk_size,
-    check_input,
-    check_nonnegative,
-    check_positive_int,
-)
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import AttributionFn, ScoreFn
+
+from ._gradient import chunked_reduce
 
 __all__ = ["SMOOTHINGS", "smooth"]
 
@@ -80,12 +75,12 @@ def smooth(
     """
     if kind not in SMOOTHINGS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(SMOOTHINGS)}")
-    num_samples = check_positive_int("num_samples", num_samples)
-    noise_level = check_nonnegative("noise_level", noise_level)
-    chunk_size = check_chunk_size(chunk_size)
+    num_samples = checks.integer("num_samples", num_samples)
+    noise_level = checks.nonnegative("noise_level", noise_level)
+    chunk_size = checks.chunk_size(chunk_size)
 
     def smoothed(score_fn: ScoreFn, x: jax.Array, *, key: jax.Array) -> jax.Array:
-        x = check_input(x)
+        x = checks.array(x)
         flat = x.reshape(x.shape[0], -1)
         sigma = noise_level * (jnp.max(flat, axis=1) - jnp.min(flat, axis=1))
         sigma = sigma.reshape((-1,) + (1,) * (x.ndim - 1))  # [B, 1, ...]

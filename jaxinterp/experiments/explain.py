@@ -54,13 +54,11 @@ def _relex(apply_fn, params, x, target, key):
 
 
 def _perturbation(**kwargs) -> Callable:
-    """``E = Σ_c |δ|`` of a (regularized) adversarial ``δ``, spread evenly over ``x``'s
-    channels so the attribution is shaped like ``x`` and its channel sum is ``E``."""
+    """``|δ|`` of a (regularized) adversarial ``δ``, shaped like ``x``."""
     explain = attribution.regularized_adversarial(epsilon=0.1, num_steps=20, **kwargs)
 
     def run(apply_fn, params, x, target, key):
-        e = explain(apply_fn, params, x, target, key=key)
-        return jnp.broadcast_to(e / x.shape[-1], x.shape)
+        return explain(apply_fn, params, x, target, key=key)
 
     return run
 

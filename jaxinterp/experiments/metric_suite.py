@@ -90,16 +90,19 @@ def _k(c: Case) -> int:
     return max(1, int(round(c.settings.topk_fraction * c.x.shape[1] * c.x.shape[2])))
 
 
-def _attacked(c: Case, result: attacks.AttributionAttackResult) -> dict[str, jax.Array]:
-    clean = attacks.normalized_map(c.attr)
-    adv = attacks.normalized_map(c.explain_at(result.x_adv))
-    return {
-        "topk_intersection": metrics.topk_intersection(clean, adv, _k(c)),
-        "spearman": metrics.spearman(clean, adv),
-        "kendall_tau": metrics.kendall_tau(clean, adv),
-        "center_of_mass_shift": metrics.center_of_mass_shift(clean, adv),
-        "label_kept": result.label_kept.astype(jnp.float32),
-    }
+def _attacked(c: Case, attack: Callable, **kwargs: Any) -> dict[str, jax.Array]:
+    return metrics.attack_robustness(
+        attack,
+        c.explain_fn,
+        c.apply_fn,
+        c.params,
+        c.x,
+        c.target,
+        k=_k(c),
+        surrogate_apply_fn=c.surrogate_apply_fn,
+        clean_attribution=c.attr,
+        **kwargs,
+    )
 
 
 def _topk_attack(c: Case) -> dict[str, jax.Array]:
@@ -107,28 +110,24 @@ def _topk_attack(c: Case) -> dict[str, jax.Array]:
     attack = attacks.topk_attack(
         c.explain_fn, epsilon=s.attribution_epsilon, num_steps=s.attack_steps, k=_k(c)
     )
-    result = attack(c.apply_fn, c.params, c.x, c.target, surrogate_apply_fn=c.surrogate_apply_fn)
-    return _attacked(c, result)
+    out = _attacked(c, attack)
+    del out["attack_score"]  # The top-k intersection itself.
+    return out
 
 
 def _targeted_attack(c: Case) -> dict[str, jax.Array]:
     s = c.settings
+    frame = attacks.frame_target(c.x.shape[1:3], width=max(1, c.x.shape[1] // 8))
     attack = attacks.targeted_manipulation(
         c.explain_fn,
         epsilon=s.attribution_epsilon,
         num_steps=s.attack_steps,
         learning_rate=s.attribution_epsilon / 10,
+        target_map=frame,
     )
-    frame = attacks.frame_target(c.x.shape[1:3], width=max(1, c.x.shape[1] // 8))
-    result = attack(
-        c.apply_fn, c.params, c.x, frame, c.target, surrogate_apply_fn=c.surrogate_apply_fn
-    )
-    adv = attacks.normalized_map(c.explain_at(result.x_adv))
-    frame_b = jnp.broadcast_to(frame, adv.shape)
-    return _attacked(c, result) | {
-        "target_distance": result.score,
-        "target_pearson": metrics.pearson(adv, frame_b),
-    }
+    out = _attacked(c, attack, target_map=frame)
+    out["target_distance"] = out.pop("attack_score")
+    return out
 
 
 def _rps(c: Case) -> dict[str, jax.Array]:

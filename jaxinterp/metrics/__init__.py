@@ -41,15 +41,16 @@ Example::
     summary = {name: acc.compute() for name, acc in accs.items()}  # mean, std, count
 """
 
-from jaxinterp.attacks._attribution_attacks import topk_intersection
-from jaxinterp.metrics._accumulator import Accumulator, accumulate
-from jaxinterp.metrics._ape import ape
-from jaxinterp.metrics._attack_robustness import (
+from jaxinterp.core.ops import topk_intersection
+
+from ._accumulator import Accumulator, accumulate
+from ._ape import ape
+from ._attack_robustness import (
     attack_robustness,
     center_of_mass,
     center_of_mass_shift,
 )
-from jaxinterp.metrics._faithfulness import (
+from ._faithfulness import (
     SUBSTRATES,
     completeness_delta,
     deletion_auc,
@@ -57,12 +58,12 @@ from jaxinterp.metrics._faithfulness import (
     insertion_auc,
     perturbation_curve,
 )
-from jaxinterp.metrics._localisation import box_mask, energy_game, pointing_game
-from jaxinterp.metrics._rank import average_ranks, kendall_tau, spearman
-from jaxinterp.metrics._retrieval import retrieval
-from jaxinterp.metrics._robustness import heatmap, max_sensitivity, random_perturbation_similarity
-from jaxinterp.metrics._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
-from jaxinterp.metrics._sparseness import gini
+from ._localisation import box_mask, energy_game, pointing_game
+from ._rank import average_ranks, kendall_tau, spearman
+from ._retrieval import retrieval
+from ._robustness import heatmap, max_sensitivity, random_perturbation_similarity
+from ._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
+from ._sparseness import gini
 
 # One name per line, sorted; a new module's names go in an import above and here.
 __all__ = [

@@ -14,20 +14,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attacks._attribution_attacks import ApplyFn
-from jaxinterp.attacks._losses import ce_loss
-from jaxinterp.attacks._pgd import _check_bounds
-from jaxinterp.metrics._common import (
-    check_batch,
-    check_like,
-    check_positive,
-    check_positive_int,
-    descending_ranks,
-    is_concrete,
-    pixel_scores,
-    pixel_shape,
-)
-from jaxinterp.metrics._retrieval import check_labels
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.losses import ce_loss
+from jaxinterp.core.protocols import ApplyFn
+
+from ._common import descending_ranks, pixel_scores, pixel_shape
 
 __all__ = ["ape"]
 
@@ -50,17 +42,19 @@ def _masked_pgd(
     params = jax.lax.stop_gradient(params)
     mask = mask.astype(x.dtype)
 
-    def loss(z: jax.Array) -> jax.Array:
-        return jnp.sum(ce_loss(apply_fn(params, z), y))
+    def loss(delta: jax.Array) -> jax.Array:
+        return jnp.sum(ce_loss(apply_fn(params, x + delta), y))
 
-    def step(_: Any, delta: jax.Array) -> jax.Array:
-        delta = delta + step_size * jnp.sign(jax.grad(loss)(x + delta)) * mask
+    def project(delta: jax.Array) -> jax.Array:
         delta = jnp.clip(delta, -epsilon, epsilon)
         if bounds is not None:
             delta = (jnp.clip(x + delta, bounds[0], bounds[1]) - x) * mask
         return delta
 
-    delta = jax.lax.fori_loop(0, num_steps, step, jnp.zeros_like(x))
+    delta = gradient_steps(
+        loss, jnp.zeros_like(x), num_steps=num_steps, step_size=step_size, mask=mask,
+        project=project,
+    )  # fmt: skip
     return jax.lax.stop_gradient(x + delta)
 
 
@@ -115,21 +109,17 @@ def ape(
       Shoshan, Ratner, "Regularized adversarial examples for model interpretability",
       arXiv:1811.07311, 2018 (the metric's name; this definition is the library's).
     """
-    epsilon = check_positive("epsilon", epsilon)
-    num_steps = check_positive_int("num_steps", num_steps)
-    step_size = (
-        2.5 * epsilon / num_steps if step_size is None else check_positive("step_size", step_size)
-    )
-    fraction = check_positive("fraction", fraction)
+    epsilon = checks.positive("epsilon", epsilon)
+    num_steps = checks.integer("num_steps", num_steps)
+    step_size = checks.step_size(step_size, epsilon, num_steps)
+    fraction = checks.positive("fraction", fraction)
     if fraction > 0.5:
         raise ValueError(f"fraction must lie in (0, 0.5], got {fraction!r}")
-    bounds = _check_bounds(bounds)
-    x = check_batch(x, "x", ndims=(2, 4))
-    a = check_like(attribution, x, "attribution")
-    y = check_labels(y, x.shape[0], "y")
-    if bounds is not None and is_concrete(x) and x.size:
-        if float(jnp.min(x)) < bounds[0] or float(jnp.max(x)) > bounds[1]:
-            raise ValueError(f"x lies outside bounds={bounds}; pass the input range as bounds")
+    bounds = checks.bounds(bounds)
+    x = checks.array(x, "x", ndims=(2, 4), cast=True)
+    a = checks.like(attribution, x, "attribution")
+    y = checks.labels(y, x.shape[0], "y")
+    checks.in_bounds(x, bounds)
     rank = descending_ranks(pixel_scores(a, absolute=True))  # [B, P]
     num_pixels = rank.shape[1]
     k = max(1, math.floor(fraction * num_pixels + 0.5))

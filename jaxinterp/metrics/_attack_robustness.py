@@ -8,22 +8,20 @@ the top-k intersection, Spearman's ρ, Kendall's τ_b and the shift of the centr
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attacks._attribution_attacks import (
-    ApplyFn,
-    AttributionAttackResult,
-    AttributionFn,
-    normalized_map,
-    topk_intersection,
-)
-from jaxinterp.metrics._common import check_batch, pixel_shape, row_sum, safe_div
-from jaxinterp.metrics._rank import kendall_tau, spearman
+from jaxinterp.attacks import AttributionAttackResult
+from jaxinterp.core import checks
+from jaxinterp.core.ops import normalized_map, row_sum, safe_div, topk_intersection
+from jaxinterp.core.protocols import ApplyFn
+
+from ._common import pixel_shape
+from ._rank import kendall_tau, spearman
+from ._similarity import pearson
 
 __all__ = ["attack_robustness", "center_of_mass", "center_of_mass_shift"]
 
@@ -35,7 +33,7 @@ def center_of_mass(maps: jax.Array) -> jax.Array:
     ``[B, ...]`` map gives ``[B, ndim − 1]``. An all-zero map has its centre at the middle of
     the grid, ``((H − 1)/2, (W − 1)/2)``.
     """
-    m = check_batch(maps, "maps")
+    m = checks.array(maps, "maps", cast=True)
     if m.ndim < 2:
         raise ValueError(f"maps must be [B, H, W] (or [B, ...]), got shape {m.shape}")
     return _center_of_mass(m)
@@ -62,7 +60,7 @@ def center_of_mass_shift(map_a: jax.Array, map_b: jax.Array) -> jax.Array:
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
     """
-    a, b = check_batch(map_a, "map_a"), check_batch(map_b, "map_b")
+    a, b = checks.array(map_a, "map_a", cast=True), checks.array(map_b, "map_b", cast=True)
     if a.shape != b.shape:
         raise ValueError(f"map_a and map_b must have the same shape, got {a.shape}, {b.shape}")
     if a.ndim < 2:
@@ -78,71 +76,80 @@ def _shift(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def attack_robustness(
     attack: Callable[..., AttributionAttackResult],
-    attribution_fn: AttributionFn,
+    attribution_fn: Callable[..., jax.Array],
     apply_fn: ApplyFn,
     params: Any,
     x: jax.Array,
-    label: jax.Array | None = None,
+    y: jax.Array | None = None,
     *,
     k: int,
     surrogate_apply_fn: ApplyFn | None = None,
+    clean_attribution: jax.Array | None = None,
+    target_map: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Agreement of the clean and attacked maps under an attribution attack, per example.
 
-    Runs ``r = attack(apply_fn, params, x, label, surrogate_apply_fn=surrogate_apply_fn)``,
-    then with ``h = normalized_map(attribution_fn(apply_fn, params, ·, label))`` compares
-    ``h(x)`` and ``h(r.x_adv)`` (the same ``label`` for both; default: the prediction on
-    ``x``). For :func:`~jaxinterp.attacks.targeted_manipulation`, bind the target map
-    first: ``lambda f, p, x, label=None, **kw: attack(f, p, x, h_target, label, **kw)``.
+    Runs ``r = attack(apply_fn, params, x, y, surrogate_apply_fn=surrogate_apply_fn)``,
+    then with ``h = normalized_map(attribution_fn(apply_fn, params, ·, y))`` compares
+    ``h(x)`` and ``h(r.x_adv)`` (the same ``y`` for both; default: the prediction on ``x``).
 
     Args:
-      attack: An attack built by :func:`~jaxinterp.attacks.topk_attack` (or with that
-        signature).
-      attribution_fn: ``attribution_fn(apply_fn, params, x, label) -> [B, ...]``, the one
-        the attack was built with.
+      attack: An attack built by :func:`~jaxinterp.attacks.topk_attack` or
+        :func:`~jaxinterp.attacks.targeted_manipulation` (with its ``target_map``), or any
+        with that signature.
+      attribution_fn: ``attribution_fn(apply_fn, params, x, y) -> [B, ...]``, the one the
+        attack was built with.
       apply_fn: ``apply_fn(params, x) -> logits [B, K]``.
       params: Model parameters.
       x: Inputs ``[B, ...]``.
-      label: Explained classes ``[B]`` (int), or ``None`` for the prediction on ``x``.
+      y: Explained classes ``[B]`` (int), or ``None`` for the prediction on ``x``.
       k: Top-k size for the intersection, ``1 <= k <=`` map size, a Python int.
       surrogate_apply_fn: Passed to the attack (e.g. a ReLU model's softplus twin).
+      clean_attribution: ``attribution_fn(apply_fn, params, x, y)`` if already computed.
+      target_map: A targeted attack's map ``[H, W]`` or ``[B, H, W]``: adds
+        ``"target_pearson"``, the Pearson correlation of ``h(x_adv)`` and the target.
 
     Returns:
       ``{"topk_intersection", "spearman", "kendall_tau", "center_of_mass_shift",
-      "label_kept"}``, each ``[B]`` float32 (``label_kept`` is 0/1).
+      "label_kept", "attack_score"}``, each ``[B]`` float32 (``label_kept`` is 0/1;
+      ``attack_score`` is the attack's own ``score``), and ``"target_pearson"`` with
+      ``target_map``.
 
     Raises:
-      ValueError: A bad ``k`` or ``label``, or the attack's own errors.
+      ValueError: A bad ``k`` or ``y``, or the attack's own errors.
 
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019;
       Dombrowski et al., "Explanations can be manipulated and geometry is to blame",
       NeurIPS 2019.
     """
-    if not (callable(attack) and callable(attribution_fn) and callable(apply_fn)):
-        raise TypeError("attack, attribution_fn and apply_fn must be callable")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    x = check_batch(x, "x")
-    if label is None:
-        label = jnp.argmax(apply_fn(params, x), axis=-1)
-    label = jnp.asarray(label)
-    if label.shape != x.shape[:1] or not jnp.issubdtype(label.dtype, jnp.integer):
-        raise ValueError(
-            f"label must be None or integer labels [B] = ({x.shape[0]},), "
-            f"got {label.dtype}{list(label.shape)}"
-        )
+    for name, fn in (
+        ("attack", attack),
+        ("attribution_fn", attribution_fn),
+        ("apply_fn", apply_fn),
+    ):
+        checks.function(name, fn)
+    k = checks.integer("k", k)
+    x = checks.array(x, "x", cast=True)
+    num_classes = checks.num_classes(apply_fn, params, x)
+    y = jnp.argmax(apply_fn(params, x), axis=-1) if y is None else y
+    y = checks.labels(y, x.shape[0], "y", num_classes=num_classes)
     size = math.prod(pixel_shape(x))
     if k > size:
         raise ValueError(f"k={k} exceeds the number of map entries {size}")
-    result = attack(apply_fn, params, x, label, surrogate_apply_fn=surrogate_apply_fn)
+    result = attack(apply_fn, params, x, y, surrogate_apply_fn=surrogate_apply_fn)
     x_adv = jax.lax.stop_gradient(result.x_adv)
-    h0 = normalized_map(attribution_fn(apply_fn, params, x, label))
-    h1 = normalized_map(attribution_fn(apply_fn, params, x_adv, label))
-    return {
-        "topk_intersection": topk_intersection(h0, h1, int(k)).astype(jnp.float32),
+    a0 = attribution_fn(apply_fn, params, x, y) if clean_attribution is None else clean_attribution
+    h0 = normalized_map(checks.like(a0, x, "clean_attribution"))
+    h1 = normalized_map(attribution_fn(apply_fn, params, x_adv, y))
+    out = {
+        "topk_intersection": topk_intersection(h0, h1, k).astype(jnp.float32),
         "spearman": spearman(h0, h1),
         "kendall_tau": kendall_tau(h0, h1),
         "center_of_mass_shift": center_of_mass_shift(h0, h1),
         "label_kept": jnp.asarray(result.label_kept).astype(jnp.float32),
+        "attack_score": jnp.asarray(result.score).astype(jnp.float32),
     }
+    if target_map is not None:
+        out["target_pearson"] = pearson(h1, jnp.broadcast_to(jnp.asarray(target_map), h1.shape))
+    return out

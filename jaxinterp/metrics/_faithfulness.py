@@ -15,21 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attribution._scores import ScoreFn, checked_score
-from jaxinterp.metrics._common import (
-    check_batch,
-    check_chunk_size,
-    check_key,
-    check_like,
-    check_positive,
-    check_positive_int,
-    descending_ranks,
-    map_draws,
-    pixel_scores,
-    pixel_shape,
-    row_sum,
-)
-from jaxinterp.metrics._substrates import SUBSTRATES, make_substrate
+from jaxinterp.core import checks
+from jaxinterp.core.ops import chunked_map, row_sum
+from jaxinterp.core.protocols import ScoreFn
+from jaxinterp.core.scores import checked_score
+
+from ._common import descending_ranks, pixel_scores, pixel_shape
+from ._substrates import SUBSTRATES, make_substrate
 
 __all__ = [
     "SUBSTRATES",
@@ -85,10 +77,10 @@ def perturbation_curve(
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
-    steps = check_positive_int("num_steps", num_steps)
-    chunk_size = check_chunk_size(chunk_size)
-    x = check_batch(x, "x", ndims=(2, 4))
-    a = check_like(attribution, x, "attribution")
+    steps = checks.integer("num_steps", num_steps)
+    chunk_size = checks.chunk_size(chunk_size)
+    x = checks.array(x, "x", ndims=(2, 4), cast=True)
+    a = checks.like(attribution, x, "attribution")
     base = make_substrate(x, substrate, blur_sigma).astype(x.dtype)
     rank = descending_ranks(pixel_scores(a, absolute=False))  # [B, P]
     num_pixels = rank.shape[1]
@@ -102,7 +94,7 @@ def perturbation_curve(
         z = jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
         return checked_score(score_fn, z)
 
-    return map_draws(score_at, counts, chunk_size).T.astype(jnp.float32)
+    return chunked_map(score_at, counts, chunk_size).T.astype(jnp.float32)
 
 
 def _auc(curve: jax.Array) -> jax.Array:
@@ -211,12 +203,12 @@ def infidelity(
       Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (in)fidelity and sensitivity of
       explanations", NeurIPS 2019.
     """
-    num_samples = check_positive_int("num_samples", num_samples)
-    noise_scale = check_positive("noise_scale", noise_scale)
-    chunk_size = check_chunk_size(chunk_size)
-    key = check_key(key)
-    x = check_batch(x, "x")
-    a = check_like(attribution, x, "attribution")
+    num_samples = checks.integer("num_samples", num_samples)
+    noise_scale = checks.positive("noise_scale", noise_scale)
+    chunk_size = checks.chunk_size(chunk_size)
+    key = checks.key(key)
+    x = checks.array(x, "x", cast=True)
+    a = checks.like(attribution, x, "attribution")
     noise = noise_scale * jax.random.normal(key, (num_samples, 1, *x.shape[1:]), x.dtype)
     s0 = checked_score(score_fn, x)
 
@@ -224,7 +216,7 @@ def infidelity(
         predicted = row_sum(i * a)
         return jnp.square(predicted - (s0 - checked_score(score_fn, x - i)))
 
-    return jnp.mean(map_draws(one, noise, chunk_size), axis=0).astype(jnp.float32)
+    return jnp.mean(chunked_map(one, noise, chunk_size), axis=0).astype(jnp.float32)
 
 
 def completeness_delta(
@@ -245,8 +237,8 @@ def completeness_delta(
     References:
       Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
     """
-    x = check_batch(x, "x")
-    a = check_like(attribution, x, "attribution")
+    x = checks.array(x, "x", cast=True)
+    a = checks.like(attribution, x, "attribution")
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         base = jnp.full_like(x, baseline)
     else:

@@ -14,7 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.metrics._common import check_batch, check_positive, row_sum, safe_div
+from jaxinterp.core import checks
+from jaxinterp.core.ops import row_sum, safe_div
 
 __all__ = ["box_mask", "energy_game", "pointing_game"]
 
@@ -30,7 +31,7 @@ def box_mask(bbox: jax.Array, shape: tuple[int, int]) -> jax.Array:
       bbox: ``[B, 4]`` boxes in pixels.
       shape: ``(H, W)``, Python ints.
     """
-    bbox = check_batch(bbox, "bbox", ndims=(2,))
+    bbox = checks.array(bbox, "bbox", ndims=(2,), cast=True)
     if bbox.shape[1] != 4:
         raise ValueError(f"bbox must be [B, 4] = (ymin, xmin, ymax, xmax), got {bbox.shape}")
     try:
@@ -55,7 +56,7 @@ def _box_mask(bbox: jax.Array, shape: tuple[int, int]) -> jax.Array:
 
 def _map(attribution: Any, *, absolute: bool) -> jax.Array:
     """``[B, H, W, C] -> Σ_c a`` (or ``Σ_c |a|``); a map ``[B, H, W]`` is kept (or ``|m|``)."""
-    a = check_batch(attribution, "attribution", ndims=(3, 4))
+    a = checks.array(attribution, "attribution", ndims=(3, 4), cast=True)
     a = jnp.abs(a) if absolute else a
     return jnp.sum(a, axis=-1) if a.ndim == 4 else a
 
@@ -117,7 +118,7 @@ def pointing_game(attribution: jax.Array, region: jax.Array, *, tolerance: float
       Zhang, Bargal, Lin, Brandt, Shen, Sclaroff, "Top-down neural attention by excitation
       backprop", IJCV 2018.
     """
-    tolerance = check_positive("tolerance", tolerance, allow_zero=True)
+    tolerance = checks.nonnegative("tolerance", tolerance)
     s = _map(attribution, absolute=True)
     return _pointing(s, _region(region, s.shape), tolerance)
 

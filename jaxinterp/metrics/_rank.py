@@ -10,8 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.metrics._common import check_batch
-from jaxinterp.metrics._similarity import _cosine_rows, _flat, _pair
+from jaxinterp.core import checks
+
+from ._similarity import _cosine_rows, _flat, _pair
 
 __all__ = ["average_ranks", "kendall_tau", "spearman"]
 
@@ -24,7 +25,7 @@ def average_ranks(v: jax.Array) -> jax.Array:
     An entry with ``l`` entries below it and ``e`` equal to it (itself included) gets rank
     ``l + (e + 1)/2``, found by two binary searches in the sorted row (``O(D log D)``).
     """
-    return _average_ranks(check_batch(v, "v", ndims=(2,)))
+    return _average_ranks(checks.array(v, "v", ndims=(2,), cast=True))
 
 
 @jax.jit

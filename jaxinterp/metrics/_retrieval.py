@@ -7,22 +7,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attacks._attribution_attacks import ApplyFn
-from jaxinterp.metrics._common import check_batch, check_like
-from jaxinterp.metrics._robustness import heatmap
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import ApplyFn
 
-__all__ = ["check_labels", "retrieval"]
+from ._robustness import heatmap
 
-
-def check_labels(labels: Any, batch: int, name: str) -> jax.Array:
-    """Integer labels ``[B]`` as a JAX array, else ``ValueError`` naming ``name``."""
-    labels = jnp.asarray(labels)
-    if labels.shape != (batch,) or not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(
-            f"{name} must be integer labels [B] = ({batch},), "
-            f"got {labels.dtype}{list(labels.shape)}"
-        )
-    return labels
+__all__ = ["retrieval"]
 
 
 def retrieval(
@@ -51,9 +41,9 @@ def retrieval(
       Lim, Lee, Kim, "Building reliable explanations of unreliable neural networks: locally
       smoothing perspective of model interpretation", CVPR 2021.
     """
-    x_adv = check_batch(x_adv, "x_adv", ndims=(2, 4))
-    a = check_like(attribution, x_adv, "attribution", like="x_adv")
-    clean_label = check_labels(clean_label, x_adv.shape[0], "clean_label")
+    x_adv = checks.array(x_adv, "x_adv", ndims=(2, 4), cast=True)
+    a = checks.like(attribution, x_adv, "attribution", like="x_adv")
+    clean_label = checks.labels(clean_label, x_adv.shape[0], "clean_label")
     m = heatmap(a)
     m = jnp.broadcast_to(m[..., None], x_adv.shape) if x_adv.ndim == 4 else m
     pred = jnp.argmax(apply_fn(params, x_adv * m), axis=-1)

@@ -17,19 +17,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attacks._pgd import _check_bounds
-from jaxinterp.metrics._common import (
-    check_batch,
-    check_chunk_size,
-    check_key,
-    check_positive,
-    check_positive_int,
-    map_draws,
-    per_example,
-    row_sum,
-    safe_div,
-)
-from jaxinterp.metrics._similarity import SIMILARITIES
+from jaxinterp.core import checks
+from jaxinterp.core.ops import chunked_map, per_example, row_sum, safe_div
+
+from ._similarity import SIMILARITIES
 
 __all__ = ["heatmap", "max_sensitivity", "random_perturbation_similarity"]
 
@@ -47,7 +38,7 @@ def heatmap(attribution: jax.Array) -> jax.Array:
       Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
       alignment", AAAI 2023.
     """
-    return _heatmap(check_batch(attribution, "attribution"))
+    return _heatmap(checks.array(attribution, "attribution", cast=True))
 
 
 @jax.jit
@@ -96,11 +87,11 @@ def max_sensitivity(
       Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (in)fidelity and sensitivity of
       explanations", NeurIPS 2019.
     """
-    radius = check_positive("radius", radius)
-    num_samples = check_positive_int("num_samples", num_samples)
-    chunk_size = check_chunk_size(chunk_size)
-    key = check_key(key)
-    x = check_batch(x, "x")
+    radius = checks.positive("radius", radius)
+    num_samples = checks.integer("num_samples", num_samples)
+    chunk_size = checks.chunk_size(chunk_size)
+    key = checks.key(key)
+    x = checks.array(x, "x", cast=True)
     phi = _check_explanation(explain_fn, x)
     norm = jnp.sqrt(row_sum(jnp.square(phi)))
     deltas = jax.random.uniform(key, (num_samples, 1, *x.shape[1:]), x.dtype, -radius, radius)
@@ -108,7 +99,7 @@ def max_sensitivity(
     def one(delta: jax.Array) -> jax.Array:
         return jnp.sqrt(row_sum(jnp.square(explain_fn(x + delta) - phi)))
 
-    dist = jnp.max(map_draws(one, deltas, chunk_size), axis=0)
+    dist = jnp.max(chunked_map(one, deltas, chunk_size), axis=0)
     return safe_div(dist, norm).astype(jnp.float32)
 
 
@@ -146,18 +137,18 @@ def random_perturbation_similarity(
       Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
       alignment", AAAI 2023.
     """
-    epsilon = check_positive("epsilon", epsilon)
-    num_draws = check_positive_int("num_draws", num_draws)
-    chunk_size = check_chunk_size(chunk_size)
-    key = check_key(key)
-    bounds = _check_bounds(bounds)
+    epsilon = checks.positive("epsilon", epsilon)
+    num_draws = checks.integer("num_draws", num_draws)
+    chunk_size = checks.chunk_size(chunk_size)
+    key = checks.key(key)
+    bounds = checks.bounds(bounds)
     names = None
     if isinstance(similarity, Sequence) and not isinstance(similarity, str):
         names = tuple(similarity)
         if not names or not all(isinstance(n, str) for n in names):
             raise TypeError(f"a sequence of similarities must hold names, got {similarity!r}")
     sims = tuple(_resolve_similarity(one) for one in (names or (similarity,)))
-    x = check_batch(x, "x")
+    x = checks.array(x, "x", cast=True)
     h0 = heatmap(_check_explanation(explain_fn, x))
     deltas = jax.random.uniform(key, (num_draws, 1, *x.shape[1:]), x.dtype, -epsilon, epsilon)
 
@@ -167,7 +158,7 @@ def random_perturbation_similarity(
         h = heatmap(explain_fn(z))
         return tuple(sim(h0, h) for sim in sims)
 
-    values = [jnp.mean(v, axis=0).astype(jnp.float32) for v in map_draws(one, deltas, chunk_size)]
+    values = [jnp.mean(v, axis=0).astype(jnp.float32) for v in chunked_map(one, deltas, chunk_size)]
     return dict(zip(names, values, strict=True)) if names else values[0]
 
 

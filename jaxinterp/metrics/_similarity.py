@@ -16,19 +16,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp.metrics._common import (
-    check_batch,
-    check_positive,
-    check_positive_int,
-    safe_div,
-)
+from jaxinterp.core import checks
+from jaxinterp.core.ops import safe_div
 
 __all__ = ["SIMILARITIES", "cosine_similarity", "mse", "pearson", "ssim"]
 
 
 def _pair(a: Any, b: Any, ndims: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
     """Checks two batched arrays of one shape; returns them as float32 arrays."""
-    a, b = check_batch(a, "a", ndims=ndims), check_batch(b, "b", ndims=ndims)
+    a, b = (
+        checks.array(a, "a", ndims=ndims, cast=True),
+        checks.array(b, "b", ndims=ndims, cast=True),
+    )
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     return a.astype(jnp.float32), b.astype(jnp.float32)
@@ -130,9 +129,9 @@ def ssim(
       Wang, Bovik, Sheikh, Simoncelli, "Image quality assessment: from error visibility to
       structural similarity", IEEE TIP 2004.
     """
-    window_size = check_positive_int("window_size", window_size)
-    sigma = check_positive("sigma", sigma)
-    data_range = check_positive("data_range", data_range)
+    window_size = checks.integer("window_size", window_size)
+    sigma = checks.positive("sigma", sigma)
+    data_range = checks.positive("data_range", data_range)
     a, b = _pair(a, b, ndims=(3,))
     if min(a.shape[1:]) < window_size:
         raise ValueError(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.metrics._common import check_batch, safe_div
+from jaxinterp.core import checks
+from jaxinterp.core.ops import safe_div
 
 __all__ = ["gini"]
 
@@ -26,7 +27,7 @@ def gini(attribution: jax.Array) -> jax.Array:
       Chalasani, Chen, Chowdhury, Wu, Jha, "Concise explanations of neural networks using
       adversarial training", ICML 2020.
     """
-    return _gini(check_batch(attribution, "attribution"))
+    return _gini(checks.array(attribution, "attribution", cast=True))
 
 
 @jax.jit

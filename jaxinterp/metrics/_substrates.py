@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.attribution._regularized_adversarial import gaussian_smoothing
-from jaxinterp.metrics._common import check_like, check_positive
+from jaxinterp.core import checks
+from jaxinterp.core.ops import gaussian_smoothing
 
 __all__ = ["SUBSTRATES", "blur", "make_substrate"]
 
@@ -31,7 +31,7 @@ def make_substrate(x: jax.Array, substrate: Any, blur_sigma: float | None = None
     if blur_sigma is not None and not (isinstance(substrate, str) and substrate == "blur"):
         raise ValueError(f"blur_sigma applies to substrate='blur' only, got {substrate!r}")
     if not isinstance(substrate, str):
-        return check_like(substrate, x, "substrate")
+        return checks.like(substrate, x, "substrate")
     if substrate == "zeros":
         return jnp.zeros_like(x)
     if substrate == "mean":
@@ -40,7 +40,7 @@ def make_substrate(x: jax.Array, substrate: Any, blur_sigma: float | None = None
     if substrate == "blur":
         if x.ndim != 4:
             raise ValueError(f"substrate='blur' needs images [B, H, W, C], got shape {x.shape}")
-        sigma = x.shape[1] / 8 if blur_sigma is None else check_positive("blur_sigma", blur_sigma)
+        sigma = x.shape[1] / 8 if blur_sigma is None else checks.positive("blur_sigma", blur_sigma)
         return blur(x, sigma)
     raise ValueError(
         f"unknown substrate {substrate!r}; expected one of {', '.join(SUBSTRATES)}"

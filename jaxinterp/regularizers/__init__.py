@@ -23,16 +23,16 @@ the reverse-over-reverse graph is the larger one. Re-measure on an accelerator w
 ``python -m benchmarks.regularizers``.
 """
 
-from jaxinterp.regularizers._activation_sensitivity import activation_sensitivity
-from jaxinterp.regularizers._adversarial import adversarial_training, trades
-from jaxinterp.regularizers._combine import Penalty, combine
-from jaxinterp.regularizers._gradient_penalties import (
+from ._activation_sensitivity import activation_sensitivity
+from ._adversarial import adversarial_training, trades
+from ._combine import Penalty, combine
+from ._engine import IMPLS, SCORES, input_gradient, per_example_score
+from ._gradient_penalties import (
     curvature,
     gradient_alignment,
     input_gradient_norm,
 )
-from jaxinterp.regularizers._hessian import hessian_norm
-from jaxinterp.regularizers._scores import IMPLS, SCORES, input_gradient, per_example_score
+from ._hessian import hessian_norm
 
 __all__ = [
     "IMPLS",

@@ -7,13 +7,15 @@ so there is one implementation (no ``impl`` switch).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxinterp import attacks
+from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
+from jaxinterp.core.losses import ce_loss
+from jaxinterp.core.protocols import Penalty
 
 __all__ = ["adversarial_training", "trades"]
 
@@ -25,7 +27,7 @@ def adversarial_training(
     step_size: float | None = None,
     norm: str = "linf",
     bounds: tuple[float, float] | None = (0.0, 1.0),
-) -> Callable:
+) -> Penalty:
     """PGD adversarial training: ``R = mean_b L(x_adv_b, y_b)``.
 
     ``x_adv`` from PGD-K with a random start (:func:`jaxinterp.attacks.pgd`). Madry et al.
@@ -45,15 +47,16 @@ def adversarial_training(
     def penalty(apply_fn, params, x, y, *, key):
         x_adv = attack(apply_fn, params, x, y, key=key)
         logits = apply_fn(params, x_adv)
-        loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+        loss = jnp.mean(ce_loss(logits, y))
         return loss, {"adv_accuracy": jnp.mean(jnp.argmax(logits, -1) == y)}
 
     return penalty
 
 
 def _kl(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
-    """Per-example ``KL(p ‖ q)`` from log-probabilities ``[B, K] -> [B]``."""
-    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+    """Per-example ``KL(p ‖ q)`` from log-probabilities ``[B, K] -> [B]`` (optax's
+    ``kl_divergence_with_log_targets``: ``Σ_k p_k (log p_k − log q_k)``)."""
+    return optax.losses.kl_divergence_with_log_targets(log_q, log_p)
 
 
 def trades(
@@ -62,7 +65,7 @@ def trades(
     num_steps: int = 10,
     step_size: float | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
-) -> Callable:
+) -> Penalty:
     """TRADES: ``R = mean_b KL(p(x_b) ‖ p(x_adv_b))``; use it with weight β (reference 6).
 
     ``x_adv`` maximises the same KL in the L∞ ball by signed-gradient ascent from
@@ -77,7 +80,7 @@ def trades(
       robustness and accuracy", ICML 2019.
     """
     attacks.pgd(epsilon=epsilon, num_steps=num_steps, step_size=step_size, bounds=bounds)
-    alpha = 2.5 * epsilon / num_steps if step_size is None else step_size
+    alpha = checks.step_size(step_size, epsilon, num_steps)
 
     def penalty(apply_fn, params, x, y, *, key):
         frozen = jax.lax.stop_gradient(params)
@@ -86,14 +89,14 @@ def trades(
         def objective(z):
             return jnp.sum(_kl(log_p, jax.nn.log_softmax(apply_fn(frozen, z))))
 
-        def step(_, z):
-            z = z + alpha * jnp.sign(jax.grad(objective)(z))
+        def project(z):
             z = jnp.clip(z, x - epsilon, x + epsilon)
             return z if bounds is None else jnp.clip(z, *bounds)
 
         z0 = x + 0.001 * jax.random.normal(key, x.shape, x.dtype)
         z0 = z0 if bounds is None else jnp.clip(z0, *bounds)
-        x_adv = jax.lax.stop_gradient(jax.lax.fori_loop(0, num_steps, step, z0))
+        x_adv = gradient_steps(objective, z0, num_steps=num_steps, step_size=alpha, project=project)
+        x_adv = jax.lax.stop_gradient(x_adv)
         log_p_attached = jax.nn.log_softmax(apply_fn(params, x))
         return jnp.mean(_kl(log_p_attached, jax.nn.log_softmax(apply_fn(params, x_adv)))), {}
 

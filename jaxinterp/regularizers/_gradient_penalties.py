@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.regularizers._scores import (
+from ._engine import (
     check_impl,
     check_score,
     input_gradient,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.regularizers._scores import check_impl, check_score, summed_score
+from ._engine import check_impl, check_score, summed_score
 
 __all__ = ["hessian_norm"]
 

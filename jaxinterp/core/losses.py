@@ -1,4 +1,4 @@
-"""Per-example classification losses that the attacks ascend.
+"""Per-example classification losses: what the attacks ascend and the penalties score.
 
 Both losses map logits ``[B, K]`` and integer labels ``[B]`` to one value per example
 ``[B]``; larger means "more wrong" for the label. The attacks maximise the batch sum of these
@@ -11,27 +11,25 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
-__all__ = ["LOSSES", "LossFn", "ce_loss", "get_loss", "margin_loss"]
+from jaxinterp.core import checks
+
+__all__ = ["LOSSES", "LossFn", "ce_loss", "get_loss", "label_logit", "margin_loss"]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 """``loss(logits [B, K], labels [B] int) -> [B]``."""
 
 
 def _check_logits_labels(logits: jax.Array, labels: jax.Array, name: str) -> None:
-    """Shape and dtype checks (static, so they also run under ``jit``)."""
+    """Shape and dtype checks (static, so they also run under ``jit``); label range for
+    concrete labels."""
     if logits.ndim != 2:
         raise ValueError(f"{name}: logits must be [B, K], got shape {tuple(logits.shape)}")
-    if labels.shape != logits.shape[:1]:
-        raise ValueError(
-            f"{name}: labels must be [B] = {tuple(logits.shape[:1])}, got shape "
-            f"{tuple(labels.shape)}"
-        )
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"{name}: labels must have an integer dtype, got {labels.dtype}")
+    checks.labels(labels, logits.shape[0], f"{name}: labels", num_classes=logits.shape[1])
 
 
-def _label_logit(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def label_logit(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """``logits[b, labels[b]]`` for each ``b``, shape ``[B]``."""
     return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
 
@@ -49,7 +47,9 @@ def ce_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
       Losses of shape ``[B]``, each ``>= 0``.
 
     Raises:
-      ValueError: If the shapes are not ``[B, K]`` and ``[B]`` or the labels are not integers.
+      ArgumentTypeError: If the labels are not integers.
+      ValueError: If the shapes are not ``[B, K]`` and ``[B]``, or (concrete labels) a label
+        lies outside ``[0, K)``.
 
     References:
       Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015 (the
@@ -57,7 +57,7 @@ def ce_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """
     _check_logits_labels(logits, labels, "ce_loss")
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    return jax.nn.logsumexp(logits, axis=-1) - _label_logit(logits, labels)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
 def margin_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -75,8 +75,9 @@ def margin_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
       Margins of shape ``[B]``.
 
     Raises:
-      ValueError: If the shapes are not ``[B, K]`` and ``[B]``, ``K < 2``, or the labels are
-        not integers.
+      ArgumentTypeError: If the labels are not integers.
+      ValueError: If the shapes are not ``[B, K]`` and ``[B]``, ``K < 2``, or (concrete
+        labels) a label lies outside ``[0, K)``.
 
     References:
       Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017.
@@ -87,7 +88,7 @@ def margin_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     is_label = jax.nn.one_hot(labels, logits.shape[1], dtype=jnp.bool_)
     best_other = jnp.max(jnp.where(is_label, -jnp.inf, logits), axis=-1)
-    return best_other - _label_logit(logits, labels)
+    return best_other - label_logit(logits, labels)
 
 
 LOSSES: dict[str, LossFn] = {"ce": ce_loss, "margin": margin_loss}
@@ -100,6 +101,4 @@ def get_loss(name: str) -> LossFn:
     Raises:
       ValueError: For an unknown name; the message lists the known ones.
     """
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {name!r}")
-    return LOSSES[name]
+    return LOSSES[checks.one_of("loss", name, tuple(LOSSES))]

@@ -1,4 +1,9 @@
-"""The scalar a penalty differentiates w.r.t. the input, chosen by name."""
+"""The input-gradient engine of the penalties: scores by name, ``fast`` and ``autodiff``.
+
+:func:`penalize_input_gradients` differentiates a functional of input gradients in the
+params, either by reverse-over-reverse (``autodiff``, the oracle) or by one forward-mode
+directional derivative (``fast``, METHODS §1.7).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from jaxinterp.core import checks
+from jaxinterp.core.protocols import ApplyFn
+from jaxinterp.core.scores import SCORES, per_example_score
 
 __all__ = [
     "IMPLS",
@@ -20,39 +28,15 @@ __all__ = [
     "summed_score",
 ]
 
-SCORES = ("loss", "logit", "log_softmax")
-
 
 def check_score(score: str) -> str:
-    """Validates a score name (at the Python boundary, before tracing)."""
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; expected one of {', '.join(SCORES)}")
-    return score
+    """Validates a score name (one of :data:`~jaxinterp.core.SCORES`)."""
+    return checks.one_of("score", score, SCORES)
 
 
-def per_example_score(
-    apply_fn: Callable[[Any, jax.Array], jax.Array],
-    params: Any,
-    x: jax.Array,
-    y: jax.Array,
-    score: str,
-) -> jax.Array:
-    """``s_b(x_b)`` for each example, ``[B]``.
-
-    ``loss``: cross-entropy ``L(x, y)``; ``logit``: the true-class logit ``f_y(x)``;
-    ``log_softmax``: ``log p_y(x)``.
-    """
-    logits = apply_fn(params, x)
-    if score == "loss":
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    if score == "logit":
-        return jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-    if score == "log_softmax":
-        return jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1)[:, 0]
-    raise ValueError(f"unknown score {score!r}; expected one of {', '.join(SCORES)}")
-
-
-def summed_score(apply_fn, params, y, score: str) -> Callable[[jax.Array], jax.Array]:
+def summed_score(
+    apply_fn: ApplyFn, params: Any, y: jax.Array, score: str
+) -> Callable[[jax.Array], jax.Array]:
     """``S(x) = Σ_b s_b(x_b)``: its input gradient is the per-example gradients.
 
     Exact because examples do not interact (no batch statistics in ``apply_fn``).
@@ -60,7 +44,9 @@ def summed_score(apply_fn, params, y, score: str) -> Callable[[jax.Array], jax.A
     return lambda x: jnp.sum(per_example_score(apply_fn, params, x, y, score))
 
 
-def input_gradient(apply_fn, params, x, y, score: str) -> jax.Array:
+def input_gradient(
+    apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, score: str
+) -> jax.Array:
     """Per-example input gradients ``g_b = ∇ₓ s_b(x_b)``, shaped like ``x``."""
     return jax.grad(summed_score(apply_fn, params, y, score))(x)
 
@@ -70,15 +56,13 @@ IMPLS = ("fast", "autodiff")
 
 def check_impl(impl: str) -> str:
     """Validates ``impl`` (``fast``: the identities of METHODS §1.7; ``autodiff``: the oracle)."""
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
-    return impl
+    return checks.one_of("impl", impl, IMPLS)
 
 
 def penalize_input_gradients(
     functional: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
-    apply_fn,
-    params,
+    apply_fn: ApplyFn,
+    params: Any,
     xs: list[jax.Array],
     y: jax.Array,
     score: str,

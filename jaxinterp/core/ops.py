@@ -1,0 +1,189 @@
+"""Array operations shared by every subpackage: per-example reductions, unit vectors,
+attribution maps, a Gaussian blur, and evaluating many points a chunk at a time.
+
+Batched arrays are ``[B, ...]``; "per example" reduces every axis but the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinterp.core import checks
+
+__all__ = [
+    "chunked_map",
+    "chunked_reduce",
+    "flat",
+    "gaussian_smoothing",
+    "l2_norm",
+    "normalized_map",
+    "per_example",
+    "row_sum",
+    "safe_div",
+    "sq_l2",
+    "topk_intersection",
+    "topk_mask",
+    "unit_l2",
+]
+
+T = TypeVar("T")
+
+
+def per_example(v: jax.Array, ndim: int) -> jax.Array:
+    """``[B]`` -> ``[B, 1, ..., 1]`` with ``ndim`` axes (explicit broadcasting)."""
+    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def flat(v: jax.Array) -> jax.Array:
+    """``[B, ...] -> [B, D]``."""
+    return v.reshape(v.shape[0], -1)
+
+
+def row_sum(v: jax.Array) -> jax.Array:
+    """Sum over every axis but the first: ``[B, ...] -> [B]``."""
+    return jnp.sum(v, axis=tuple(range(1, v.ndim)))
+
+
+def sq_l2(v: jax.Array) -> jax.Array:
+    """Per-example squared L2 norm ``Σ_i v_i²``, ``[B, ...] -> [B]``."""
+    return row_sum(jnp.square(v))
+
+
+def l2_norm(v: jax.Array) -> jax.Array:
+    """Per-example L2 norm, ``[B, ...] -> [B, 1, ..., 1]`` (kept broadcastable to ``v``)."""
+    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
+
+
+def unit_l2(v: jax.Array) -> jax.Array:
+    """``v / ‖v‖₂`` per example; zero where ``v`` is zero.
+
+    Rescales by ``max |v|`` first, so tiny vectors do not underflow when squared.
+    """
+    peak = jnp.max(jnp.abs(v), axis=tuple(range(1, v.ndim)), keepdims=True)
+    v = v / jnp.where(peak > 0, peak, 1.0)
+    norm = l2_norm(v)
+    return v / jnp.where(norm > 0, norm, 1.0)
+
+
+def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den`` where ``den != 0``, else ``0`` (no NaN in values or gradients)."""
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), 0)
+
+
+def normalized_map(attribution: jax.Array) -> jax.Array:
+    """``h = Σ_c |a_c| / Σ |a|`` per example: ``[B, H, W, C] -> [B, H, W]``.
+
+    Channels last; ``[B, F]`` is not channel-summed; an all-zero map stays zero.
+    """
+    h = jnp.abs(attribution)
+    h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
+    total = jnp.sum(h, axis=tuple(range(1, h.ndim)), keepdims=True)
+    return h / jnp.where(total > 0, total, 1.0)
+
+
+def topk_mask(h: jax.Array, k: int) -> jax.Array:
+    """``[B, D]`` 0/1 indicator of each row's ``k`` largest entries of the flattened ``h``."""
+    f = flat(h)
+    _, idx = jax.lax.top_k(f, k)
+    return jnp.sum(jax.nn.one_hot(idx, f.shape[1], dtype=f.dtype), axis=1)
+
+
+def topk_intersection(map_a: jax.Array, map_b: jax.Array, k: int) -> jax.Array:
+    """``|top_k(a) ∩ top_k(b)| / k`` per example, in ``[0, 1]``; maps ``[B, ...]`` -> ``[B]``.
+
+    References:
+      Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
+    """
+    return jnp.sum(topk_mask(map_a, k) * topk_mask(map_b, k), axis=1) / k
+
+
+def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
+    """``[n, n]`` row-normalised Gaussian weights ``exp(−(i − j)² / 2σ²)``."""
+    i = np.arange(n, dtype=np.float64)
+    w = np.exp(-np.square(i[:, None] - i[None, :]) / (2.0 * sigma**2))
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def gaussian_smoothing(sigma: float) -> Callable[[jax.Array], jax.Array]:
+    """Separable spatial Gaussian blur of ``[B, H, W, C]`` arrays, each channel on its own.
+
+    ``s(g)_{h,w} = Σ_{h',w'} K_H[h, h'] K_W[w, w'] g_{h',w'}`` with
+    ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row: a weighted average over the pixels
+    inside the image (no padding; constants are preserved, also at the border).
+
+    Args:
+      sigma: Standard deviation ``σ > 0`` in pixels.
+
+    Returns:
+      ``smooth(g [B, H, W, C]) -> [B, H, W, C]``, linear and jittable.
+
+    Raises:
+      ValueError: If ``sigma`` is not a finite number > 0.
+    """
+    sigma = checks.positive("smoothing_sigma", sigma)
+
+    def smooth(g: jax.Array) -> jax.Array:
+        if g.ndim != 4:
+            raise ValueError(f"gaussian smoothing expects [B, H, W, C], got shape {g.shape}")
+        k_h = jnp.asarray(_gaussian_matrix(g.shape[1], sigma), g.dtype)
+        k_w = jnp.asarray(_gaussian_matrix(g.shape[2], sigma), g.dtype)
+        return jnp.einsum("ih,jw,bhwc->bijc", k_h, k_w, g)
+
+    return smooth
+
+
+def chunked_map(fn: Callable[[Any], Any], xs: Any, chunk_size: int | None) -> Any:
+    """``fn`` over the leading axis of ``xs``, results stacked: one ``vmap``
+    (``chunk_size=None``) or ``lax.map`` with ``batch_size=chunk_size`` (that many alive)."""
+    if chunk_size is None:
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=chunk_size)
+
+
+def chunked_reduce(
+    fn: Callable[[Any], T],
+    xs: Any,
+    chunk_size: int | None,
+    combine: Callable[[T, T], T],
+    init: T,
+) -> T:
+    """``fn`` over a stack of ``n`` points, ``chunk_size`` points at a time, folded.
+
+    With ``c = chunk_size`` and ``n = q·c + r``: a ``lax.scan`` over the ``q`` full chunks
+    carries ``acc ← combine(acc, fn(chunk))`` from ``init``, then the ``r`` leftover points
+    are one more (smaller) chunk, so every point is evaluated exactly once. The scan body is
+    rematerialised (``jax.checkpoint``), so differentiating through it keeps only the
+    chunk inputs, not every chunk's activations. ``None`` or ``c >= n`` returns ``fn(xs)``.
+    Unlike :func:`chunked_map`, nothing of size ``n`` is ever stacked.
+
+    Args:
+      fn: Maps a chunk (``xs`` with leading axis ``m <= n``) to a summary (a pytree whose
+        shapes do not depend on ``m``).
+      xs: A pytree of arrays sharing the leading axis ``n`` (e.g. path nodes or keys).
+      chunk_size: ``c >= 1``, or ``None`` for all points at once.
+      combine: Associative merge of two summaries.
+      init: The identity of ``combine`` (shaped like a summary).
+
+    Returns:
+      The folded summary.
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return fn(xs)
+    q, r = divmod(n, chunk_size)
+    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
+    body_fn = jax.checkpoint(fn)
+
+    def body(acc: T, chunk: Any) -> tuple[T, None]:
+        return combine(acc, body_fn(chunk)), None
+
+    acc, _ = jax.lax.scan(body, init, full)
+    if r:
+        acc = combine(acc, fn(jax.tree.map(lambda a: a[q * chunk_size :], xs)))
+    return acc

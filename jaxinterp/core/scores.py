@@ -1,0 +1,141 @@
+"""What is explained or penalised: a per-example scalar score of one class, by name.
+
+``score_fn(x [B, ...]) -> [B]`` gives one scalar per example and never mixes examples, so the
+gradient of the summed score is the stack of per-example gradients. The names are shared by
+the attributions (what a map explains) and the gradient penalties (what they differentiate):
+
+* ``"logit"``: ``z_y(x)``;  ``"log_softmax"``: ``log softmax(z)_y``;
+  ``"softmax"``: ``softmax(z)_y``;  ``"loss"``: the cross-entropy ``−log softmax(z)_y``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxinterp.core import checks
+from jaxinterp.core.losses import ce_loss, label_logit
+
+__all__ = [
+    "SCORES",
+    "ScoreFn",
+    "checked_score",
+    "class_score",
+    "per_example_score",
+    "score_of_logits",
+]
+
+ScoreFn = Callable[[jax.Array], jax.Array]
+"""``score_fn(x [B, ...]) -> [B]``: one scalar per example, examples never interact."""
+
+SCORES: tuple[str, ...] = ("logit", "log_softmax", "softmax", "loss")
+"""Names of the per-example scores of one class (see the module docstring)."""
+
+
+def score_of_logits(logits: jax.Array, y: jax.Array, kind: str) -> jax.Array:
+    """The score ``kind`` of class ``y_b`` for each row of ``logits [B, K]``, ``[B]``."""
+    if kind == "loss":
+        return ce_loss(logits, y)
+    if kind == "log_softmax":
+        logits = jax.nn.log_softmax(logits, axis=-1)
+    elif kind == "softmax":
+        logits = jax.nn.softmax(logits, axis=-1)
+    elif kind != "logit":
+        checks.one_of("score", kind, SCORES)
+    return label_logit(logits, y)
+
+
+def per_example_score(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    kind: str,
+) -> jax.Array:
+    """``s_b(x_b)`` of class ``y_b`` for each example, ``[B]`` (``kind`` in :data:`SCORES`)."""
+    return score_of_logits(apply_fn(params, x), y, kind)
+
+
+def checked_score(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
+    """``score_fn(x)``, checked to hold one score per example (shape ``[B]``)."""
+    s = score_fn(x)
+    if jnp.shape(s) != (x.shape[0],):
+        raise ValueError(
+            f"score_fn must return one score per example, shape [B] = ({x.shape[0]},), "
+            f"got shape {jnp.shape(s)}"
+        )
+    return s
+
+
+def _check_target(target: Any) -> int | jax.Array:
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        if target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {target!r}")
+        return int(target)
+    target = jnp.asarray(target)
+    if not jnp.issubdtype(target.dtype, jnp.integer) or target.ndim != 1:
+        raise checks.ArgumentTypeError(
+            f"target must be a Python int or an integer array [B], got dtype {target.dtype} "
+            f"and shape {target.shape}"
+        )
+    return target
+
+
+def class_score(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    target: int | jax.Array,
+    kind: str = "logit",
+) -> ScoreFn:
+    """Score of one class per example, from a classifier's logits.
+
+    ``s_b(x) = score(z(x), t_b)`` with ``z = apply_fn(params, x)`` of shape ``[B, K]``,
+    ``t_b = target[b]`` and the score one of :data:`SCORES`. The returned function is pure,
+    jittable and differentiable in ``x`` and (through the closure) in ``params``.
+
+    Args:
+      apply_fn: ``apply_fn(params, x [B, ...]) -> logits [B, K]``.
+      params: The model's parameters (any pytree).
+      target: A class index for every example (Python int) or one per example (integer
+        array ``[B]``; concrete arrays are range-checked, traced ones cannot be).
+      kind: One of :data:`SCORES`.
+
+    Returns:
+      ``score_fn(x [B, ...]) -> [B]``.
+
+    Raises:
+      ValueError: Unknown ``kind``, a bad ``target``; when called, logits not ``[B, K]``, a
+        ``target`` array whose length is not ``B`` or a target outside ``[0, K)``.
+
+    References:
+      Simonyan, Vedaldi, Zisserman, "Deep inside convolutional networks: visualising image
+      classification models and saliency maps", ICLR Workshop 2014 (class-score saliency).
+    """
+    checks.one_of("kind", kind, SCORES)
+    target = _check_target(target)
+
+    def score_fn(x: jax.Array) -> jax.Array:
+        logits = apply_fn(params, x)
+        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"apply_fn must return logits [B, K] with B = {x.shape[0]}, "
+                f"got shape {logits.shape}"
+            )
+        if isinstance(target, int):
+            if target >= logits.shape[1]:
+                raise ValueError(f"target {target} out of range for K = {logits.shape[1]}")
+            t = jnp.full(x.shape[:1], target, jnp.int32)
+        else:
+            if target.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"target must hold one class per example, shape [B] = ({x.shape[0]},), "
+                    f"got shape {target.shape}"
+                )
+            t = checks.labels(target, x.shape[0], "target", num_classes=logits.shape[1])
+        return score_of_logits(logits, t, kind)
+
+    return score_fn
