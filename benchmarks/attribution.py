@@ -87,47 +87,34 @@ def ig_grid() -> list[str]:
     ]
 
 
-def _scored(method: Callable) -> Method:
-    """Runs ``method(score_fn, x, key)`` on the target-class logit."""
-
-    def run(apply_fn, params, x, target, key):
-        return method(attribution.class_score(apply_fn, params, target), x, key)
-
-    return run
+def _canonical(explain: Callable) -> Method:
+    """``fn(apply_fn, params, x, target, key)`` of a canonical explainer or attack."""
+    return lambda apply_fn, params, x, target, key: explain(apply_fn, params, x, target, key=key)
 
 
 def _ig(rule: str, num_steps: int, chunk: int | None) -> Method:
-    return _scored(
-        lambda s, x, key: attribution.integrated_gradients(
-            s, x, num_steps=num_steps, method=rule, chunk_size=chunk
+    return _canonical(
+        attribution.explainer(
+            attribution.integrated_gradients, num_steps=num_steps, method=rule, chunk_size=chunk
         )
     )
 
 
 def _smoothgrad(num_samples: int, chunk: int | None) -> Method:
-    sg = attribution.smooth(attribution.gradient, num_samples=num_samples, chunk_size=chunk)
-    return _scored(lambda s, x, key: sg(s, x, key=key))
+    return _canonical(attribution.smooth_explainer(num_samples=num_samples, chunk_size=chunk))
 
 
 def _pgd(norm: str, num_steps: int) -> Method:
-    attack = attacks.pgd(epsilon=8 / 255 if norm == "linf" else 0.5, num_steps=num_steps, norm=norm)
-    return lambda apply_fn, params, x, target, key: attack(apply_fn, params, x, target, key=key)
+    eps = 8 / 255 if norm == "linf" else 0.5
+    return _canonical(attacks.pgd(epsilon=eps, num_steps=num_steps, norm=norm))
 
 
 def _relex(num_iterations: int, num_samples: int) -> Method:
-    explain = attribution.relex(num_iterations=num_iterations, num_samples=num_samples)
-    return lambda apply_fn, params, x, target, key: explain(apply_fn, params, x, target, key=key)
+    return _canonical(attribution.relex(num_iterations=num_iterations, num_samples=num_samples))
 
 
 def _big(num_steps: int) -> Method:
-    search = attacks.boundary_search()
-
-    def run(apply_fn, params, x, target, key):
-        point = search(apply_fn, params, x, target, key=key).point
-        score = attribution.class_score(apply_fn, params, target)
-        return attribution.big(score, x, point, num_steps=num_steps)
-
-    return run
+    return _canonical(attribution.boundary_explainer(kind="big", num_steps=num_steps))
 
 
 def _chunk(text: str | None) -> int | None:
@@ -137,7 +124,7 @@ def _chunk(text: str | None) -> int | None:
 def build_method(name: str) -> tuple[Method, dict]:
     """Parses a method name (see the module docstring) into a function and its settings."""
     if name == "gradient":
-        return _scored(lambda s, x, key: attribution.gradient(s, x)), {}
+        return _canonical(attribution.explainer(attribution.gradient)), {}
     if m := re.fullmatch(r"ig_([a-z_]+?)_(\d+)(?:_(?:c|chunk)(\d+))?", name):
         rule = RULE_ALIASES.get(m[1], m[1])
         if rule not in attribution.METHODS:

@@ -57,7 +57,7 @@ def test_evaluate_skips_attacks_on_non_differentiable_methods(workdir, tmp_path)
     [
         (["--metrics", "nosuch"], "unknown metric(s) nosuch"),
         (["--metrics", "energy_game"], "energy_game need a dataset with boxes"),
-        (["--methods", "magic"], "unknown method(s) magic"),
+        (["--methods", "magic"], "unknown explainer(s) magic"),
         (["--num-examples", "0"], "num_examples and batch_size must be >= 1"),
     ],
 )

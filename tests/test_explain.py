@@ -66,7 +66,7 @@ def test_explain_bad_input_is_one_line(workdir, tmp_path, capsys):
         )
         == 2
     )
-    assert "unknown method(s) lime" in capsys.readouterr().err
+    assert "unknown explainer(s) lime" in capsys.readouterr().err
     assert cli.main(["explain", "--workdir", workdir, "--out", str(tmp_path / "a.jpg")]) == 2
     assert "--out must be a .png file" in capsys.readouterr().err
     assert cli.main(["explain", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2

@@ -30,12 +30,15 @@ class Entry:
       factory: ``factory(**hyperparameters) -> method``.
       defaults: Hyperparameters the registry passes unless overridden.
       summary: One line for listings (the factory's first docstring line unless given).
+      tags: Properties the jobs select by (e.g. ``"differentiable"``: an explainer cheap
+        and smooth enough to be differentiated inside an attack loop).
     """
 
     name: str
     factory: Callable[..., Any]
     defaults: Mapping[str, Any]
     summary: str
+    tags: frozenset[str] = frozenset()
 
     def build(self, **overrides: Any) -> Any:
         """``factory(**{**defaults, **overrides})``."""
@@ -62,10 +65,19 @@ class Registry:
         /,
         *,
         summary: str | None = None,
+        tags: tuple[str, ...] = (),
         replace: bool = False,
         **defaults: Any,
     ) -> Callable[..., Any]:
         """Adds ``name -> factory`` with ``defaults``; returns ``factory``.
+
+        Args:
+          name: The name (letters, digits and ``_``).
+          factory: ``factory(**hyperparameters) -> method``.
+          summary: One line for listings; default: the factory's first docstring line.
+          tags: See :class:`Entry`.
+          replace: Allow replacing an existing entry.
+          **defaults: Hyperparameters passed to ``factory`` unless overridden.
 
         Raises:
           ValueError: ``name`` is taken (unless ``replace``) or not an identifier-like
@@ -79,7 +91,7 @@ class Registry:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         doc = inspect.getdoc(factory) or ""
         line = summary if summary is not None else (doc.splitlines() or [""])[0]
-        self._entries[name] = Entry(name, factory, dict(defaults), line)
+        self._entries[name] = Entry(name, factory, dict(defaults), line, frozenset(tags))
         return factory
 
     def unregister(self, name: str) -> None:
@@ -98,9 +110,13 @@ class Registry:
         """The method ``name`` built with its defaults and ``overrides``."""
         return self.get(name).build(**overrides)
 
-    def names(self) -> tuple[str, ...]:
-        """The registered names, in order."""
-        return tuple(self._entries)
+    def names(self, tag: str | None = None) -> tuple[str, ...]:
+        """The registered names, in order (only those tagged ``tag`` if given)."""
+        return tuple(n for n, e in self._entries.items() if tag is None or tag in e.tags)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        """The factory of ``name`` (see :meth:`get`)."""
+        return self.get(name).factory
 
     def check(self, names: Any) -> tuple[str, ...]:
         """``names`` (a sequence of names) if all are registered and there is at least one."""

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp import data, metrics, models, training
+from jaxinterp import attribution, data, metrics, models, training
 from jaxinterp.experiments import metric_suite
-from jaxinterp.experiments.explain import METHODS, attribution_fn, check_methods
+from jaxinterp.experiments.explain import attribution_fn, check_methods
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -34,23 +34,18 @@ __all__ = [
 
 def check_metrics(names: Sequence[str]) -> None:
     """Raises ``ValueError`` naming the unknown metrics."""
-    unknown = [m for m in names if m not in metric_suite.METRICS]
-    if not names or unknown:
-        known = ", ".join(metric_suite.METRICS)
-        raise ValueError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; known: {known}"
-        )
+    metric_suite.METRICS.check(names)
 
 
 @functools.lru_cache(maxsize=256)
 def _metric_fn(apply_fn, method: str, metric: str, settings, surrogate):
     """``jit(run)(params, x, target, attr, key, method_key, extras)``, cached so that models
     sharing an ``apply_fn`` (one architecture) share the compiled code."""
-    explain = METHODS[method]
+    explain = attribution.EXPLAINERS.build(method)
 
     def run(params, x, target, attr, key, method_key, extras):
         def explain_fn(apply_fn, params, x, target):
-            return explain(apply_fn, params, x, target, method_key)
+            return explain(apply_fn, params, x, target, key=method_key)
 
         case = metric_suite.Case(
             apply_fn, params, x, target, attr, explain_fn, key, settings, extras, surrogate
@@ -80,13 +75,13 @@ def per_example(
     Args:
       apply_fn: ``apply_fn(params, x) -> logits``.
       x: ``[N, H, W, C]`` inputs; ``target``: ``[N]`` the classes explained.
-      methods: Names in :data:`jaxinterp.experiments.explain.METHODS`.
+      methods: Names in :data:`jaxinterp.attribution.EXPLAINERS`.
       metric_names: Names in :data:`jaxinterp.experiments.metric_suite.METRICS`.
       extras: ``[N, ...]`` per-example features (``bbox`` for the localisation metrics).
 
     Returns:
       ``({method: {"metric/value": [N]}}, skipped)``; ``skipped`` lists ``"method/metric"``
-      pairs not computed (attribution attacks need a method in ``DIFFERENTIABLE``).
+      pairs not computed (attribution attacks need an explainer tagged ``differentiable``).
     """
     check_methods(methods)
     check_metrics(metric_names)
@@ -106,9 +101,8 @@ def per_example(
         attr_fn = attribution_fn(apply_fn, method)
         todo = []
         for metric in metric_names:
-            if metric_suite.needs(metric) == "differentiable" and method not in (
-                metric_suite.DIFFERENTIABLE
-            ):
+            differentiable = attribution.EXPLAINERS.names("differentiable")
+            if metric_suite.needs(metric) == "differentiable" and method not in differentiable:
                 skipped.append(f"{method}/{metric}")
             else:
                 todo.append(metric)

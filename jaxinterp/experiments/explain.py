@@ -1,4 +1,7 @@
-"""The job behind ``jaxinterp explain``: attributions of a trained model as one PNG grid."""
+"""The job behind ``jaxinterp explain``: attributions of a trained model as one PNG grid.
+
+Methods are the explainers of :data:`jaxinterp.attribution.EXPLAINERS`, by name.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp import attacks, attribution, data, metrics
+from jaxinterp import attribution, data, metrics
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
-    "METHODS",
     "attribution_fn",
     "check_methods",
     "compute_attributions",
@@ -25,76 +27,22 @@ __all__ = [
 ]
 
 
-def _score_based(method: Callable) -> Callable:
-    def run(apply_fn, params, x, target, key):
-        return method(attribution.class_score(apply_fn, params, target, "logit"), x, key=key)
-
-    return run
-
-
-def _ig(score_fn, x, *, key):
-    return attribution.integrated_gradients(score_fn, x, num_steps=32)
-
-
-def _boundary(kind: str) -> Callable:
-    search = attacks.boundary_search()
-
-    def run(apply_fn, params, x, target, key):
-        found = search(apply_fn, params, x, target, key=key)
-        score_fn = attribution.class_score(apply_fn, params, target, "logit")
-        if kind == "bsm":
-            return attribution.bsm(score_fn, found.point)
-        return attribution.big(score_fn, x, found.point, num_steps=32)
-
-    return run
-
-
-def _relex(apply_fn, params, x, target, key):
-    return attribution.relex()(apply_fn, params, x, target, key=key)
-
-
-def _perturbation(**kwargs) -> Callable:
-    """``|δ|`` of a (regularized) adversarial ``δ``, shaped like ``x``."""
-    explain = attribution.regularized_adversarial(epsilon=0.1, num_steps=20, **kwargs)
-
-    def run(apply_fn, params, x, target, key):
-        return explain(apply_fn, params, x, target, key=key)
-
-    return run
-
-
-# name -> fn(apply_fn, params, x [B, ...], target [B], key) -> attribution shaped like x.
-METHODS: dict[str, Callable] = {
-    "gradient": _score_based(lambda s, x, key: attribution.gradient(s, x)),
-    "gradient_x_input": _score_based(lambda s, x, key: attribution.gradient_x_input(s, x)),
-    "ig": _score_based(_ig),
-    "smoothgrad": _score_based(attribution.smooth(attribution.gradient, num_samples=25)),
-    "vargrad": _score_based(
-        attribution.smooth(attribution.gradient, num_samples=25, kind="vargrad")
-    ),
-    "bsm": _boundary("bsm"),
-    "big": _boundary("big"),
-    "relex": _relex,
-    # Shoshan & Ratner: smoothed, L1/TV-penalised PGD; the plain PGD perturbation as control.
-    "regadv": _perturbation(l1=0.01, tv=0.01),
-    "pgd_perturbation": _perturbation(smoothing_sigma=None),
-}
-
-
 def check_methods(methods: Sequence[str]) -> None:
-    """Raises ``ValueError`` naming the methods not in :data:`METHODS`."""
-    unknown = [m for m in methods if m not in METHODS]
-    if not methods or unknown:
-        raise ValueError(
-            f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}"
-        )
+    """Raises ``ValueError`` naming the methods not in :data:`jaxinterp.attribution.EXPLAINERS`."""
+    attribution.EXPLAINERS.check(methods)
 
 
 @functools.lru_cache(maxsize=64)
 def attribution_fn(apply_fn: Callable, method: str) -> Callable:
-    """``jit(fn)(params, x, target, key) -> attribution`` of a method; cached per ``apply_fn``
-    so that models of one architecture share the compiled code."""
-    return jax.jit(functools.partial(METHODS[method], apply_fn))
+    """``jit(fn)(params, x, target, key) -> attribution`` of the registered explainer
+    ``method`` (with its registry defaults); cached per ``apply_fn`` so that models of one
+    architecture share the compiled code."""
+    explain = attribution.EXPLAINERS.build(method)
+
+    def run(params, x, target, key):
+        return explain(apply_fn, params, x, target, key=key)
+
+    return jax.jit(run)
 
 
 def heatmap(a: np.ndarray) -> np.ndarray:

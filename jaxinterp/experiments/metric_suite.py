@@ -1,6 +1,7 @@
 """The metrics ``jaxinterp evaluate`` computes, by name, over one batch of explanations.
 
-Each entry of :data:`METRICS` is ``fn(case: Case) -> {value name: [B]}``: a metric may give
+Each entry of the registry :data:`METRICS` is ``fn(case: Case) -> {value name: [B]}`` (the
+entry's factory is that function; ``METRICS[name](case)`` runs it): a metric may give
 several per-example values (e.g. an attribution attack gives the top-k intersection, the rank
 correlations and the centre-of-mass shift between the clean and the attacked map). All are
 built from :mod:`jaxinterp.metrics`; this module only fixes their settings and inputs.
@@ -16,11 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp import attacks, attribution, metrics
+from jaxinterp.core.registry import Registry
 
-__all__ = ["DIFFERENTIABLE", "METRICS", "NO_ATTRIBUTION", "Case", "Settings", "needs"]
+_DIFF = ("differentiable",)
 
-# Methods whose attribution is differentiable in x at a cost fit for an attack loop.
-DIFFERENTIABLE = ("gradient", "gradient_x_input", "ig", "smoothgrad")
+__all__ = ["METRICS", "NO_ATTRIBUTION", "Case", "Settings", "needs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,8 @@ class Case:
       target: ``[B]`` the class explained (the model's prediction on ``x``).
       attr: ``[B, H, W, C]`` the attribution of ``target`` at ``x``.
       explain_fn: ``explain_fn(apply_fn, params, x, target) -> attribution`` (the method, its
-        key fixed), differentiable in ``x`` for the methods in :data:`DIFFERENTIABLE`.
+        key fixed), differentiable in ``x`` for the explainers tagged ``differentiable`` in
+        :data:`jaxinterp.attribution.EXPLAINERS`.
       key: A PRNG key for the metric's own randomness.
       settings: The hyperparameters.
       extras: Other features of the batch, e.g. ``bbox [B, 4]`` and ``mask [B, H, W]``.
@@ -166,44 +168,68 @@ def _ape(c: Case) -> dict[str, jax.Array]:
     )
 
 
-# name -> fn(case) -> {value name: [B]}.
-METRICS: dict[str, Callable[[Case], dict[str, jax.Array]]] = {
-    "deletion": lambda c: {
-        "auc": metrics.deletion_auc(
-            c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="zeros"
-        )
-    },
-    "insertion": lambda c: {
-        "auc": metrics.insertion_auc(
-            c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="blur"
-        )
-    },
-    "infidelity": lambda c: {
-        "value": metrics.infidelity(
-            c.score("logit"), c.x, c.attr, key=c.key, num_samples=c.settings.num_samples
-        )
-    },
-    "completeness": lambda c: {
+def _deletion(c: Case) -> dict[str, jax.Array]:
+    auc = metrics.deletion_auc(
+        c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="zeros"
+    )
+    return {"auc": auc}
+
+
+def _insertion(c: Case) -> dict[str, jax.Array]:
+    auc = metrics.insertion_auc(
+        c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="blur"
+    )
+    return {"auc": auc}
+
+
+def _infidelity(c: Case) -> dict[str, jax.Array]:
+    value = metrics.infidelity(
+        c.score("logit"), c.x, c.attr, key=c.key, num_samples=c.settings.num_samples
+    )
+    return {"value": value}
+
+
+def _max_sensitivity(c: Case) -> dict[str, jax.Array]:
+    s = c.settings
+    value = metrics.max_sensitivity(
+        c.explain_at, c.x, key=c.key, radius=s.sensitivity_radius, num_samples=s.num_samples
+    )
+    return {"value": value}
+
+
+METRICS = Registry("metric")
+"""Evaluation metrics by name: ``METRICS[name](case) -> {value name: [B]}``. Tags:
+``differentiable`` (attacks the explanation: needs a differentiable explainer), ``boxes``
+(needs ground-truth boxes)."""
+METRICS.register("deletion", _deletion, summary="deletion AUC (zeros)")
+METRICS.register("insertion", _insertion, summary="insertion AUC (from a blur)")
+METRICS.register("infidelity", _infidelity, summary="infidelity (Yeh et al.)")
+METRICS.register(
+    "completeness",
+    lambda c: {
         "delta": metrics.completeness_delta(c.score("logit"), c.x, c.attr, jnp.zeros_like(c.x))
     },
-    "max_sensitivity": lambda c: {
-        "value": metrics.max_sensitivity(
-            c.explain_at,
-            c.x,
-            key=c.key,
-            radius=c.settings.sensitivity_radius,
-            num_samples=c.settings.num_samples,
-        )
-    },
-    "rps": _rps,
-    "topk_attack": _topk_attack,
-    "targeted_attack": _targeted_attack,
-    "energy_game": lambda c: {"value": metrics.energy_game(c.attr, _region(c))},
-    "pointing_game": lambda c: {"value": metrics.pointing_game(c.attr, _region(c))},
-    "gini": lambda c: {"value": metrics.gini(c.attr)},
-    "retrieval": _retrieval,
-    "ape": _ape,
-}
+    summary="completeness gap from a zero baseline",
+)
+METRICS.register("max_sensitivity", _max_sensitivity, summary="max-sensitivity")
+METRICS.register("rps", _rps, summary="random perturbation similarity")
+METRICS.register("topk_attack", _topk_attack, summary="top-k attribution attack", tags=_DIFF)
+METRICS.register("targeted_attack", _targeted_attack, summary="targeted manipulation", tags=_DIFF)
+METRICS.register(
+    "energy_game",
+    lambda c: {"value": metrics.energy_game(c.attr, _region(c))},
+    summary="energy inside the box",
+    tags=("boxes",),
+)
+METRICS.register(
+    "pointing_game",
+    lambda c: {"value": metrics.pointing_game(c.attr, _region(c))},
+    summary="top pixel inside the box",
+    tags=("boxes",),
+)
+METRICS.register("gini", lambda c: {"value": metrics.gini(c.attr)}, summary="Gini sparseness")
+METRICS.register("retrieval", _retrieval, summary="RelEx retrieval rate under PGD")
+METRICS.register("ape", _ape, summary="adversarial perturbation effect")
 
 
 # Metrics that explain other inputs only (never the attribution at ``x``).
@@ -212,8 +238,5 @@ NO_ATTRIBUTION = ("retrieval",)
 
 def needs(metric: str) -> str | None:
     """What ``metric`` needs beyond a batch: ``"differentiable"``, ``"boxes"`` or ``None``."""
-    if metric in ("topk_attack", "targeted_attack"):
-        return "differentiable"
-    if metric in ("energy_game", "pointing_game"):
-        return "boxes"
-    return None
+    tags = METRICS.get(metric).tags
+    return next((t for t in ("differentiable", "boxes") if t in tags), None)

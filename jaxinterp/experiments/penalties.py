@@ -14,18 +14,7 @@ import ml_collections
 
 from jaxinterp import regularizers
 
-__all__ = ["FACTORIES", "build_penalty"]
-
-# name -> factory(**hyperparameters) -> penalty(apply_fn, params, x, y, *, key).
-FACTORIES: dict[str, Callable[..., Any]] = {
-    "input_gradient_norm": regularizers.input_gradient_norm,
-    "hessian_norm": regularizers.hessian_norm,
-    "gradient_alignment": regularizers.gradient_alignment,
-    "activation_sensitivity": regularizers.activation_sensitivity,
-    "curvature": regularizers.curvature,
-    "adversarial_training": regularizers.adversarial_training,
-    "trades": regularizers.trades,
-}
+__all__ = ["build_penalty"]
 
 
 def build_penalty(
@@ -34,28 +23,27 @@ def build_penalty(
     """``combine`` of the configured penalties, or ``None`` when there are none.
 
     Args:
-      penalties: name -> ConfigDict(weight=..., [penalty=factory name], **kwargs).
+      penalties: name -> ConfigDict(weight=..., [penalty=registry name], **kwargs); names
+        are those of :data:`jaxinterp.regularizers.PENALTIES`.
       context: values some factories need from the run (e.g. ``features_fn``), passed to a
-        factory only when it names them as keyword arguments.
+        factory only when it takes them as keyword arguments.
     """
     context = context or {}
     named = {}
     for name, spec in penalties.items():
         spec = dict(spec)
         kind = spec.pop("penalty", name)
-        if kind not in FACTORIES:
-            known = ", ".join(sorted(FACTORIES)) or "none available"
+        if kind not in regularizers.PENALTIES:
+            known = ", ".join(regularizers.PENALTIES) or "none available"
             raise ValueError(f"unknown penalty {kind!r} in config.penalties; known: {known}")
         if "weight" not in spec:
             raise ValueError(f"config.penalties.{name} needs a weight")
         weight = spec.pop("weight")
-        factory = FACTORIES[kind]
-        code = factory.__code__
-        wanted = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-        extra = {k: v for k, v in context.items() if k in wanted and k not in spec}
+        entry = regularizers.PENALTIES.get(kind)
+        extra = {k: v for k, v in context.items() if entry.accepts(k) and k not in spec}
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
         try:
-            named[name] = (float(weight), factory(**spec, **extra))
+            named[name] = (float(weight), entry.build(**spec, **extra))
         except TypeError as e:  # an unknown hyperparameter
             raise ValueError(f"config.penalties.{name}: {e}") from None
     return regularizers.combine(**named) if named else None

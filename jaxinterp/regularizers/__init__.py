@@ -23,6 +23,8 @@ the reverse-over-reverse graph is the larger one. Re-measure on an accelerator w
 ``python -m benchmarks.regularizers``.
 """
 
+from jaxinterp.core.registry import Registry
+
 from ._activation_sensitivity import activation_sensitivity
 from ._adversarial import adversarial_training, trades
 from ._combine import Penalty, combine
@@ -34,8 +36,22 @@ from ._gradient_penalties import (
 )
 from ._hessian import hessian_norm
 
+PENALTIES = Registry("penalty")
+"""Training penalties by name, as ``config.penalties`` names them. A factory that takes
+``features_fn`` is given the model's (see ``jaxinterp train``)."""
+PENALTIES.register("input_gradient_norm", input_gradient_norm, summary="double backpropagation")
+PENALTIES.register("hessian_norm", hessian_norm, summary="input-Hessian Frobenius norm")
+PENALTIES.register("gradient_alignment", gradient_alignment, summary="LGA: l2 + cosine")
+PENALTIES.register(
+    "activation_sensitivity", activation_sensitivity, summary="activation sensitivity"
+)
+PENALTIES.register("curvature", curvature, summary="CURE curvature")
+PENALTIES.register("adversarial_training", adversarial_training, summary="PGD-AT")
+PENALTIES.register("trades", trades, summary="TRADES")
+
 __all__ = [
     "IMPLS",
+    "PENALTIES",
     "SCORES",
     "Penalty",
     "activation_sensitivity",
