@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -82,3 +83,44 @@ def test_every_metric_has_a_requirement_class():
     for name in metric_suite.METRICS:
         assert metric_suite.needs(name) in (None, "differentiable", "boxes")
     assert set(cli._METRIC_NAMES) == set(metric_suite.METRICS)
+
+
+def test_a_toy_method_and_metric_added_by_one_registry_line_run_from_the_cli(
+    workdir, tmp_path, capsys
+):
+    """The contributing path of the README: one factory + one registry line each."""
+    from jaxinterp import attribution
+    from jaxinterp.core import ops
+    from jaxinterp.experiments import metric_suite
+
+    def abs_input(*, scale: float = 1.0):
+        """|x| times a scale (a toy explainer)."""
+
+        def explain(apply_fn, params, x, y, *, key=None):
+            return scale * jnp.abs(x)
+
+        return explain
+
+    attribution.EXPLAINERS.register("toy_abs_input", abs_input, scale=2.0)
+    metric_suite.METRICS.register(
+        "toy_gap", lambda c: {"value": ops.row_sum(c.attr - 2.0 * jnp.abs(c.x))}
+    )
+    try:
+        out = tmp_path / "toy.json"
+        argv = ["evaluate", "--workdir", workdir, "--methods", "toy_abs_input,gradient"]
+        status = cli.main(
+            [*argv, "--metrics", "toy_gap,gini", "--out", str(out), "--num-examples", "8"]
+        )
+        assert status == 0, capsys.readouterr().err
+        toy = json.loads(out.read_text())["results"]["toy_abs_input"]
+        assert toy["toy_gap/value"]["count"] == 8 and toy["toy_gap/value"]["mean"] == 0.0
+        grad = json.loads(out.read_text())["results"]["gradient"]
+        assert grad["toy_gap/value"]["mean"] != 0.0  # the metric sees each method's own map
+        png = str(tmp_path / "toy.png")
+        argv = ["explain", "--workdir", workdir, "--methods", "toy_abs_input", "--out", png]
+        assert cli.main([*argv, "--num-examples", "2"]) == 0, capsys.readouterr().err
+        assert os.path.getsize(png) > 0
+    finally:
+        attribution.EXPLAINERS.unregister("toy_abs_input")
+        metric_suite.METRICS.unregister("toy_gap")
+    assert "toy_abs_input" not in attribution.EXPLAINERS

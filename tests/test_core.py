@@ -1,0 +1,189 @@
+"""jaxinterp.core: the check policy, the gradient-step loop, the registry and the adapter."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxinterp import attacks, attribution, core, regularizers
+from jaxinterp.core import checks
+from jaxinterp.experiments.penalties import build_penalty
+
+
+def test_check_policy_type_vs_value():
+    # A wrong type is a TypeError (and, for 0.1 callers, a ValueError); a wrong value only
+    # a ValueError. Both name the argument.
+    for bad in ("3", 2.5, True, None):
+        with pytest.raises(TypeError, match="num_steps must be an integer >= 1"):
+            checks.integer("num_steps", bad)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1, got 0") as e:
+        checks.integer("num_steps", 0)
+    assert not isinstance(e.value, TypeError)
+    assert checks.integer("k", np.int64(3)) == 3
+    with pytest.raises(TypeError, match="epsilon must be a finite number > 0"):
+        checks.positive("epsilon", "0.1")
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
+            checks.positive("epsilon", bad)
+    assert checks.real("gamma", 1, low=0.0, high=1.0) == 1.0
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0 and <= 1"):
+        checks.real("gamma", 1.5, low=0.0, high=1.0)
+    with pytest.raises(TypeError, match="x must be a float array"):
+        checks.array(jnp.zeros((2, 3), jnp.int32), "x")
+    assert checks.array(jnp.zeros((2, 3), jnp.int32), "m", cast=True).dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"x must be \[B, H, W, C\]"):
+        checks.array(jnp.zeros((2, 3)), "x", ndims=(4,))
+
+
+def test_labels_are_checked_for_shape_dtype_and_range():
+    y = checks.labels(jnp.array([0, 2]), 2, num_classes=3)
+    assert y.shape == (2,)
+    with pytest.raises(ValueError, match=r"y must be \[B\]"):
+        checks.labels(jnp.array([0]), 2)  # a [1] array does not broadcast to a batch
+    with pytest.raises(TypeError, match="integer labels"):
+        checks.labels(jnp.array([0.0, 1.0]), 2)
+    for bad in ([-1, 0], [0, 3]):
+        with pytest.raises(ValueError, match=r"y must lie in \[0, 3\)"):
+            checks.labels(jnp.array(bad), 2, num_classes=3)
+    # The class scores and losses use it: label -1 no longer scores the last class.
+    logits = jnp.array([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="lie in"):
+        core.ce_loss(logits, jnp.array([-1, 0]))
+    score = core.class_score(lambda p, x: x, None, jnp.array([-1, 0]))
+    with pytest.raises(ValueError, match="lie in"):
+        score(logits)
+
+
+def _quadratic(target):
+    return lambda z: -jnp.sum(jnp.square(z - target))  # maximised at target
+
+
+def test_gradient_steps_sign_l2_mask_and_projection_match_a_hand_loop():
+    target = jnp.array([[1.0, -2.0, 0.5]])
+    x0 = jnp.zeros((1, 3))
+    mask = jnp.array([[1.0, 1.0, 0.0]])
+    out = core.gradient_steps(
+        _quadratic(target), x0, num_steps=3, step_size=0.3, mask=mask,
+        project=lambda z: jnp.clip(z, -0.5, 0.5),
+    )  # fmt: skip
+    z = x0
+    for _ in range(3):
+        g = jax.grad(_quadratic(target))(z)
+        z = jnp.clip(z + 0.3 * jnp.sign(g) * mask, -0.5, 0.5)
+    np.testing.assert_array_equal(out, z)
+    np.testing.assert_allclose(out, [[0.5, -0.5, 0.0]])
+    l2 = core.gradient_steps(_quadratic(target), x0, num_steps=1, step_size=1.0, direction="l2")
+    np.testing.assert_allclose(l2, target / jnp.linalg.norm(target), rtol=1e-6)
+    down = core.gradient_steps(
+        lambda z: jnp.sum(jnp.square(z)), jnp.ones((1, 3)), num_steps=1, step_size=0.5,
+        maximize=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(down, 0.5 * jnp.ones((1, 3)))
+
+
+def test_gradient_steps_optimizer_and_observe():
+    target = jnp.array([[3.0, -1.0]])
+    opt = optax.sgd(0.25)
+
+    def observe(acc, z, aux):
+        return acc + aux  # aux: the objective's value at the iterate (before its step)
+
+    def objective(z):
+        value = -jnp.sum(jnp.square(z - target))
+        return value, value
+
+    x, total = core.gradient_steps(
+        objective, jnp.zeros((1, 2)), num_steps=2, optimizer=opt, has_aux=True,
+        observe=observe, observed=jnp.zeros(()),
+    )  # fmt: skip
+    z, s = jnp.zeros((1, 2)), opt.init(jnp.zeros((1, 2)))
+    acc = 0.0
+    for _ in range(2):
+        acc += objective(z)[0]
+        g = jax.grad(lambda v: objective(v)[0])(z)
+        u, s = opt.update(-g, s, z)
+        z = optax.apply_updates(z, u)
+    np.testing.assert_allclose(x, z, rtol=1e-6)
+    np.testing.assert_allclose(total, acc, rtol=1e-6)
+    with pytest.raises(ValueError, match="direction must be one of"):
+        core.gradient_steps(objective, x, num_steps=1, step_size=0.1, direction="linf")
+    with pytest.raises(ValueError, match="step_size"):
+        core.gradient_steps(objective, x, num_steps=1)
+
+
+def test_registry_register_build_check_and_tags():
+    reg = core.Registry("widget")
+
+    def make(*, size: int = 1, colour: str = "red"):
+        """A widget factory."""
+        return (size, colour)
+
+    reg.register("small", make, tags=("cheap",))
+    reg.register("large", make, size=10, summary="a big one")
+    assert reg.names() == ("small", "large") and reg.names("cheap") == ("small",)
+    assert reg.build("large") == (10, "red") and reg.build("large", size=3) == (3, "red")
+    assert reg.get("small").summary == "A widget factory." and reg["small"] is make
+    assert reg.get("small").accepts("colour") and not reg.get("small").accepts("features_fn")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("small", make)
+    with pytest.raises(ValueError, match="unknown widget 'medium'; known: small, large"):
+        reg.get("medium")
+    with pytest.raises(ValueError, match=r"unknown widget\(s\) medium"):
+        reg.check(["small", "medium"])
+    with pytest.raises(ValueError, match="none given"):
+        reg.check([])
+    reg.unregister("small")
+    assert "small" not in reg and len(reg) == 1
+
+
+def test_every_registered_method_builds_with_its_defaults():
+    for name in attribution.EXPLAINERS:
+        assert callable(attribution.EXPLAINERS.build(name)), name
+    for name in regularizers.PENALTIES:
+        entry = regularizers.PENALTIES.get(name)
+        extra = {"features_fn": lambda p, x: {}} if entry.accepts("features_fn") else {}
+        assert callable(entry.build(**extra)), name
+    for name in attacks.ATTACKS:
+        assert callable(attacks.ATTACKS.build(name)), name
+
+
+def test_explainer_adapter_equals_the_building_block():
+    w = jax.random.normal(jax.random.key(0), (6, 3))
+
+    def apply_fn(p, x):
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ p)
+
+    x = jax.random.uniform(jax.random.key(1), (4, 6))
+    y = jnp.array([0, 1, 2, 1])
+    explain = attribution.explainer(attribution.integrated_gradients, num_steps=8)
+    direct = attribution.integrated_gradients(
+        attribution.class_score(apply_fn, w, y), x, num_steps=8
+    )
+    np.testing.assert_allclose(explain(apply_fn, w, x, y), direct, rtol=1e-6, atol=1e-7)
+    # The smoothing methods take the key.
+    sg = attribution.smooth_explainer(num_samples=3)
+    a1 = sg(apply_fn, w, x, y, key=jax.random.key(2))
+    a2 = sg(apply_fn, w, x, y, key=jax.random.key(3))
+    assert a1.shape == x.shape and not np.allclose(a1, a2)
+
+
+def test_a_penalty_added_by_one_registry_line_builds_from_a_config():
+    def l2_logits(*, scale: float = 1.0):
+        def penalty(apply_fn, params, x, y, *, key):
+            return scale * jnp.mean(jnp.square(apply_fn(params, x))), {}
+
+        return penalty
+
+    regularizers.PENALTIES.register("toy_l2_logits", l2_logits)
+    try:
+        config = ml_collections.ConfigDict({"toy_l2_logits": {"weight": 2.0, "scale": 3.0}})
+        combined = build_penalty(config)
+        value, terms = combined(
+            lambda p, x: x * p, 2.0, jnp.ones((2, 3)), None, key=jax.random.key(0)
+        )
+        np.testing.assert_allclose(value, 2.0 * 3.0 * 4.0)
+        assert "toy_l2_logits" in terms
+    finally:
+        regularizers.PENALTIES.unregister("toy_l2_logits")
