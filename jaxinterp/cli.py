@@ -1,10 +1,14 @@
 """The ``jaxinterp`` command line.
 
-``jaxinterp train --config configs/NAME.py [--config.field=value ...] --workdir DIR``
+``jaxinterp train --config NAME|FILE.py [--config.field=value ...] --workdir DIR``
 ``jaxinterp explain --workdir DIR [--methods ig,big,...] --out FILE.png``
 ``jaxinterp evaluate --workdir DIR [--methods ...] [--metrics ...] --out FILE.json``
-``jaxinterp reproduce [--quick] [--config configs/reproduce_NAME.py] --out DIR``
+``jaxinterp reproduce [--quick] [--config reproduce_NAME] --out DIR``
 ``jaxinterp prepare --dataset NAME [--data-dir DIR]``
+``jaxinterp configs``
+
+``--config`` takes a Python file or the name of a packaged config (``digits_standard``;
+``jaxinterp configs`` lists them, see :mod:`jaxinterp.configs`).
 
 On a CPU backend the command runs with one XLA device per core and XLA:CPU's convolutions
 kept out of YNNPACK (see :func:`jaxinterp.configure_cpu`); a flag already in ``XLA_FLAGS``
@@ -58,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config.FIELD=VALUE (nested: --config.a.b=VALUE). A workdir that holds checkpoints "
         "is resumed from the latest one.",
     )
-    train.add_argument("--config", required=True, help="path of a configs/*.py file")
+    train.add_argument(
+        "--config",
+        required=True,
+        help="a packaged config's name (e.g. digits_standard; see 'jaxinterp configs') or "
+        "the path of a Python file whose get_config() returns the config",
+    )
     train.add_argument("--workdir", required=True, help="where checkpoints and logs go")
 
     explain = sub.add_parser(
@@ -111,7 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("--out", required=True, help="output directory")
     reproduce.add_argument(
-        "--config", default=None, help="a configs/reproduce_*.py study (default: digits)"
+        "--config",
+        default=None,
+        help="a study config: reproduce_digits (the default), reproduce_mnist, "
+        "reproduce_cifar10, or a file",
     )
     reproduce.add_argument(
         "--quick", action="store_true", help="one seed, shorter training, fewer examples"
@@ -126,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--dataset", required=True)
     prepare.add_argument("--data-dir", default=None, help="TFDS data dir (default: see README)")
+
+    sub.add_parser(
+        "configs",
+        help="list the packaged configs that --config NAME accepts",
+        description="List the packaged configs (name and the first line of its docstring); "
+        "'--config NAME' of 'train' and 'reproduce' loads one from any working directory.",
+    )
     return parser
 
 
@@ -217,19 +236,36 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configs() -> int:
+    from jaxinterp import configs
+
+    names = configs.names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {configs.summary(name)}")
+    print(f"(files in {configs.DIRECTORY}; --config also takes a file of your own)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
-    from jaxinterp.experiments.config_io import split_override_args
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    try:
-        rest, overrides = split_override_args(argv)
-    except ValueError as e:
-        parser.error(str(e))
+    rest, overrides = argv, []
+    if any(a.startswith("--config.") for a in argv):
+        # Imported only when needed: jaxinterp.experiments imports JAX, and --help and
+        # 'configs' should not wait for it.
+        from jaxinterp.experiments.config_io import split_override_args
+
+        try:
+            rest, overrides = split_override_args(argv)
+        except ValueError as e:
+            parser.error(str(e))
     args = parser.parse_args(rest)
     if overrides and args.command != "train":
         parser.error("--config.FIELD overrides apply to 'train' only")
+    if args.command == "configs":
+        return _configs()
     # Before anything starts JAX: one XLA:CPU device per core and the YNNPACK fusion
     # setting (jaxinterp/_cpu.py); flags already in XLA_FLAGS are kept.
     from jaxinterp import configure_cpu

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -121,3 +123,60 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir, c
     trained = load_trained(workdir)
     assert trained.step == 10
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(trained.params), good)
+
+
+def test_configs_command_lists_the_packaged_configs_without_jax():
+    from jaxinterp import configs
+
+    code = (
+        "import sys; from jaxinterp import cli; status = cli.main(['configs']); "
+        "assert 'jax' not in sys.modules, 'imported JAX'; sys.exit(status)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=os.sep
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    names = configs.names()
+    assert {"digits_standard", "digits_lga", "mnist_standard", "reproduce_digits"} <= set(names)
+    for name, line in zip(names, lines, strict=False):
+        assert line.split(None, 1) == [name, configs.summary(name)], line
+    assert len(lines) == len(names) + 1 and configs.DIRECTORY in lines[-1]
+    assert configs.summary("digits_standard").startswith("Standard training")
+
+
+def test_config_names_resolve_from_any_directory(tmp_path, monkeypatch, capsys):
+    from jaxinterp import configs
+    from jaxinterp.experiments import config_io
+
+    monkeypatch.chdir(tmp_path)
+    packaged = configs.path("digits_standard")
+    assert os.path.dirname(packaged) == os.path.join(os.path.dirname(cli.__file__), "configs")
+    for spec in ("digits_standard", "digits_standard.py", "configs/digits_standard.py", CONFIG):
+        assert configs.resolve(spec) == packaged, spec
+    assert config_io.load_config("reproduce_digits").seeds
+    # A file that exists wins over the packaged config of the same name.
+    os.makedirs("configs")
+    with open("configs/digits_standard.py", "w") as f:
+        f.write(
+            "from jaxinterp.experiments.defaults import base_config\n\n\n"
+            "def get_config():\n    c = base_config()\n    c.num_steps = 7\n    return c\n"
+        )
+    assert config_io.load_config("configs/digits_standard.py").num_steps == 7
+    assert config_io.load_config("digits_standard").num_steps == 500
+    # Other directories are paths, not names; a near miss names the closest configs.
+    for spec, hint in (("elsewhere/digits_lga.py", "digits_lga"), ("digits_standrd", "digits_")):
+        assert cli.main(["train", "--config", spec, "--workdir", str(tmp_path / "w")]) == 2
+        line = _error_line(capsys)
+        assert f"config file not found: {spec}; did you mean {hint}" in line, line
+
+
+def test_configs_are_a_package_that_pip_install_ships():
+    import tomllib
+
+    import setuptools
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        find = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]
+    assert "jaxinterp.configs" in setuptools.find_packages(root, include=find["include"])

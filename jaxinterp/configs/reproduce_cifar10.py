@@ -2,7 +2,7 @@
 
 Needs the data: `jaxinterp prepare --dataset cifar10`. Trains each model with the cifar10 experiment
 config's own schedule; there is no localisation data, so that part of claim 3 is not measured.
-Run: `jaxinterp reproduce --config configs/reproduce_cifar10.py --out runs/reproduce_cifar10`.
+Run: `jaxinterp reproduce --config reproduce_cifar10 --out runs/reproduce_cifar10`.
 """
 
 from jaxinterp.experiments.study import study_config

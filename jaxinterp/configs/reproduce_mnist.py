@@ -2,7 +2,7 @@
 
 Needs the data: `jaxinterp prepare --dataset mnist`. Trains each model with the mnist experiment
 config's own schedule; there is no localisation data, so that part of claim 3 is not measured.
-Run: `jaxinterp reproduce --config configs/reproduce_mnist.py --out runs/reproduce_mnist`.
+Run: `jaxinterp reproduce --config reproduce_mnist --out runs/reproduce_mnist`.
 """
 
 from jaxinterp.experiments.study import study_config

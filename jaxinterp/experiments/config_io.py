@@ -1,4 +1,4 @@
-"""Loading ``configs/*.py``, applying ``--config.field=value`` overrides, saving configs."""
+"""Loading configs (files or packaged names), applying ``--config.field=value`` overrides."""
 
 from __future__ import annotations
 
@@ -6,19 +6,24 @@ import ast
 import difflib
 import importlib.util
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
+from jaxinterp import configs
+
 __all__ = ["apply_overrides", "config_to_dict", "load_config", "split_override_args"]
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-    """Runs ``get_config()`` of the Python file at ``path``."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
+    """Runs ``get_config()`` of the config file ``path`` names.
+
+    ``path`` is a Python file, or a packaged config's name (``digits_standard``, also
+    ``digits_standard.py`` or ``configs/digits_standard.py`` when no such file exists); see
+    :func:`jaxinterp.configs.resolve` and ``jaxinterp configs``.
+    """
+    path = configs.resolve(path)
     spec = importlib.util.spec_from_file_location("jaxinterp_user_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
