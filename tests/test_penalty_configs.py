@@ -1,12 +1,11 @@
 """Every digits penalty config trains through `jaxinterp train`; LGA and act-sens reach 90%."""
 
-import glob
 import json
 import os
 
 import pytest
 
-from jaxinterp import cli
+from jaxinterp import cli, configs
 from jaxinterp.experiments import config_io
 from jaxinterp.experiments.penalties import build_penalty
 
@@ -34,7 +33,7 @@ def test_digits_config_trains_a_few_steps(tmp_path, data_dir, capsys, name):
 
 
 def test_all_configs_build_their_penalties():
-    paths = glob.glob(os.path.join(CONFIGS, "*.py"))
+    paths = [configs.path(n) for n in configs.names()]
     studies = [p for p in paths if os.path.basename(p).startswith("reproduce_")]
     assert len(studies) == 3  # the `jaxinterp reproduce` studies are not training configs
     for path in studies:

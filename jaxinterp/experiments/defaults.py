@@ -1,7 +1,8 @@
 """The fields every training config has, with their defaults.
 
-``configs/*.py`` start from :func:`base_config` and change what their experiment needs;
-``--config.FIELD=VALUE`` on the command line can then set any of these fields.
+The packaged configs (:mod:`jaxinterp.configs`) start from :func:`base_config` and change
+what their experiment needs; ``--config.FIELD=VALUE`` on the command line can then set any
+of these fields.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The study ``jaxinterp reproduce`` runs: which models, how long, how many examples.
 
-``configs/reproduce_*.py`` return :func:`study_config` for a dataset; ``--quick`` applies
-:func:`quick` (one seed, shorter training, fewer examples), sized to finish in minutes on a
-2-core CPU for the embedded data.
+The packaged ``reproduce_*`` configs (:mod:`jaxinterp.configs`) return :func:`study_config`
+for a dataset; ``--quick`` applies :func:`quick` (one seed, shorter training, fewer
+examples), sized to finish in minutes on a 2-core CPU for the embedded data.
 """
 
 from __future__ import annotations
