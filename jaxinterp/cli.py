@@ -29,23 +29,22 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# The metric names of 'evaluate' (jaxinterp.experiments.metric_suite.METRICS), listed here
-# so that --help does not import JAX.
-_METRIC_NAMES = (
-    "deletion",
-    "insertion",
-    "infidelity",
-    "completeness",
-    "max_sensitivity",
-    "rps",
-    "topk_attack",
-    "targeted_attack",
-    "energy_game",
-    "pointing_game",
-    "gini",
-    "retrieval",
-    "ape",
-)
+
+class _RegistryHelp(str):
+    """A help string that lists a registry's names when ``--help`` is printed (argparse
+    expands help with ``%``), so that building the parser does not import JAX."""
+
+    def __new__(cls, text: str, registry: str) -> _RegistryHelp:
+        obj = super().__new__(cls, text)
+        obj.registry = registry
+        return obj
+
+    def __mod__(self, params: object) -> str:
+        import importlib
+
+        module, name = self.registry.rsplit(".", 1)
+        names = ", ".join(getattr(importlib.import_module(module), name))
+        return str(self) % params + names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,8 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--methods",
         default="gradient,ig,smoothgrad,big,relex",
-        help="comma-separated, from: gradient, gradient_x_input, ig, smoothgrad, vargrad, "
-        "bsm, big, relex, regadv, pgd_perturbation",
+        help=_RegistryHelp("comma-separated, from: ", "jaxinterp.attribution.EXPLAINERS"),
     )
     explain.add_argument("--out", required=True, help="the PNG to write")
     explain.add_argument("--num-examples", type=int, default=8)
@@ -102,7 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated (default: all that apply), from: " + ", ".join(_METRIC_NAMES),
+        help=_RegistryHelp(
+            "comma-separated (default: all that apply), from: ",
+            "jaxinterp.experiments.metric_suite.METRICS",
+        ),
     )
     evaluate.add_argument("--out", required=True, help="the JSON file to write")
     evaluate.add_argument("--num-examples", type=int, default=128)
