@@ -174,13 +174,27 @@ def readme_dir(tmp_path_factory, data_dir) -> pathlib.Path:
     return root
 
 
+def _registries() -> list:
+    from jaxinterp import attacks, attribution, regularizers
+    from jaxinterp.experiments import metric_suite
+
+    return [attribution.EXPLAINERS, attacks.ATTACKS, regularizers.PENALTIES, metric_suite.METRICS]
+
+
 @pytest.mark.parametrize("block", PYTHON, ids=_block_id)
 def test_python_example_runs(block, readme_dir, data_dir, monkeypatch):
     monkeypatch.chdir(readme_dir)
     monkeypatch.setenv("JAXINTERP_DATA_DIR", data_dir)
     # Padded so that a traceback names the README's own line numbers.
     code = compile("\n" * block.line + block.code, str(ROOT / block.readme), "exec")
-    exec(code, {"__name__": "__readme__"})
+    # An example may register methods (the contributing section); other tests must not see
+    # them, so every registry is restored afterwards.
+    saved = [(r, dict(r._entries)) for r in _registries()]
+    try:
+        exec(code, {"__name__": "__readme__"})
+    finally:
+        for registry, entries in saved:
+            registry._entries = entries
 
 
 @pytest.mark.parametrize("command", JAXINTERP, ids=_command_id)
