@@ -264,7 +264,7 @@ def test_bad_calls_raise(setup):
     with pytest.raises(ValueError, match="x lies outside bounds"):
         carlini_wagner_l2()(setup.apply_fn, setup.params, x + 2.0, y)
     score_fn = class_score(setup.apply_fn, setup.params, y, "logit")
-    with pytest.raises(ValueError, match="boundary_point must be shaped like x"):
+    with pytest.raises(ValueError, match="boundary_point must have the shape of x"):
         big(score_fn, x, x[:1])
     with pytest.raises(TypeError, match="not baseline="):
         big(score_fn, x, x, baseline=x)

@@ -164,7 +164,7 @@ def test_input_checks():
     x = jnp.ones((2, 4))
     with pytest.raises(ValueError, match="attribution must have the shape of x"):
         metrics.deletion_auc(s, x, jnp.ones((2, 5)))
-    with pytest.raises(ValueError, match="unknown substrate"):
+    with pytest.raises(ValueError, match="substrate must be one of .*got 'noise'"):
         metrics.deletion_auc(s, x, x, substrate="noise")
     with pytest.raises(ValueError, match="blur"):
         metrics.insertion_auc(s, x, x)  # Blur needs images.

@@ -125,5 +125,5 @@ def test_center_of_mass_shift():
     np.testing.assert_allclose(metrics.center_of_mass(b)[0], [3.0, 4.0])
     flat = np.array([[0.0, 1.0, 0.0, 1.0]], np.float32)
     np.testing.assert_allclose(metrics.center_of_mass(flat), [[2.0]])
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="map_b must have the shape of map_a"):
         metrics.center_of_mass_shift(a, b[:, :5])

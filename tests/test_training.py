@@ -95,11 +95,11 @@ def test_one_and_four_devices_agree():
 
 
 def test_combine_rejects_bad_weights():
-    with pytest.raises(ValueError, match="weight of penalty 'l2' must be finite and >= 0"):
+    with pytest.raises(ValueError, match="weight of penalty 'l2' must be a finite number >= 0"):
         regularizers.combine(l2=(-1.0, _l2))
     with pytest.raises(TypeError, match="must be given as \\(weight, penalty\\)"):
         regularizers.combine(l2=_l2)
-    with pytest.raises(TypeError, match="not callable"):
+    with pytest.raises(TypeError, match="penalty 'l2' must be callable"):
         regularizers.combine(l2=(1.0, 3))
 
 

@@ -8,7 +8,6 @@ as ``surrogate_apply_fn``. Maps are ``h = Σ_channels |attribution|``, normalise
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -54,10 +53,8 @@ class AttributionAttackResult(NamedTuple):
 def frame_target(shape: tuple[int, int], width: int = 1) -> jax.Array:
     """A map ``[H, W]`` with uniform mass on a border ``width`` pixels wide, summing to 1;
     raises ``ValueError`` unless ``shape`` is ``(H, W)`` and ``1 <= width < min(H, W) / 2``."""
-    h, w = tuple(shape) if len(tuple(shape)) == 2 else (0, 0)
-    if not (isinstance(width, numbers.Integral) and 1 <= width and 2 * width < min(h, w)):
-        msg = f"shape=(H, W) and 1 <= width < min(H, W) / 2; got {shape!r}, width={width!r}"
-        raise ValueError(f"frame_target needs {msg}")
+    h, w = checks.sequence("shape", shape, checks.integer, length=2)
+    width = checks.integer("width", width, maximum=(min(h, w) - 1) // 2)  # 2·width < min(H, W)
     m = np.ones((h, w), np.float32)
     m[width:-width, width:-width] = 0.0
     return jnp.asarray(m / m.sum())

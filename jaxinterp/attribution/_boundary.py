@@ -33,16 +33,6 @@ from ._smooth import smooth
 __all__ = ["big", "bsg", "bsm"]
 
 
-def _check_point(boundary_point: Any, x: jax.Array) -> jax.Array:
-    boundary_point = checks.array(boundary_point, "boundary_point")
-    if boundary_point.shape != x.shape:
-        raise ValueError(
-            f"boundary_point must be shaped like x {tuple(x.shape)} (one point per example), "
-            f"got {tuple(boundary_point.shape)}"
-        )
-    return boundary_point.astype(x.dtype)
-
-
 def bsm(score_fn: ScoreFn, boundary_point: jax.Array) -> jax.Array:
     """Boundary-based saliency map (BSM): the score's gradient at the boundary point.
 
@@ -114,7 +104,8 @@ def big(
     if "baseline" in ig_kwargs:
         raise TypeError("big takes the baseline as boundary_point, not baseline=")
     x = checks.array(x)
-    baseline = _check_point(boundary_point, x)
+    point = checks.array(boundary_point, "boundary_point")
+    baseline = checks.like(point, x, "boundary_point").astype(x.dtype)
     return integrated_gradients(
         score_fn, x, baseline=baseline, num_steps=num_steps, method=method, **ig_kwargs
     )

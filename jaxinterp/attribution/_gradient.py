@@ -1,14 +1,10 @@
-"""Gradient (saliency) and Gradient × Input, and evaluating many points a chunk at a time.
+"""Gradient (saliency) and Gradient × Input.
 
-:func:`chunked_reduce` is the memory bound shared by path and noise methods (integrated
-gradients, smoothing): it evaluates a function of a stack of points ``chunk_size`` points at
-a time and folds the results, so only one chunk's activations are alive at once.
+The path and noise methods built on them (integrated gradients, smoothing) bound their
+memory with :func:`jaxinterp.core.ops.chunked_reduce`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +13,7 @@ from jaxinterp.core import checks
 from jaxinterp.core.protocols import ScoreFn
 from jaxinterp.core.scores import checked_score
 
-__all__ = ["chunked_reduce", "gradient", "gradient_x_input"]
-
-T = TypeVar("T")
+__all__ = ["gradient", "gradient_x_input"]
 
 
 def gradient(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
@@ -65,45 +59,3 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
     """
     x = checks.array(x)
     return x * gradient(score_fn, x)
-
-
-def chunked_reduce(
-    fn: Callable[[Any], T],
-    xs: Any,
-    chunk_size: int | None,
-    combine: Callable[[T, T], T],
-    init: T,
-) -> T:
-    """``fn`` over a stack of ``n`` points, ``chunk_size`` points at a time, folded.
-
-    With ``c = chunk_size`` and ``n = q·c + r``: a ``lax.scan`` over the ``q`` full chunks
-    carries ``acc ← combine(acc, fn(chunk))`` from ``init``, then the ``r`` leftover points
-    are one more (smaller) chunk, so every point is evaluated exactly once. The scan body is
-    rematerialised (``jax.checkpoint``), so differentiating through it keeps only the
-    chunk inputs, not every chunk's activations. ``None`` or ``c >= n`` returns ``fn(xs)``.
-
-    Args:
-        fn: Maps a chunk (``xs`` with leading axis ``m <= n``) to a summary (a pytree whose
-            shapes do not depend on ``m``).
-        xs: A pytree of arrays sharing the leading axis ``n`` (e.g. path nodes or keys).
-        chunk_size: ``c >= 1``, or ``None`` for all points at once.
-        combine: Associative merge of two summaries.
-        init: The identity of ``combine`` (shaped like a summary).
-
-    Returns:
-        The folded summary.
-    """
-    n = jax.tree.leaves(xs)[0].shape[0]
-    if chunk_size is None or chunk_size >= n:
-        return fn(xs)
-    q, r = divmod(n, chunk_size)
-    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
-    body_fn = jax.checkpoint(fn)
-
-    def body(acc: T, chunk: Any) -> tuple[T, None]:
-        return combine(acc, body_fn(chunk)), None
-
-    acc, _ = jax.lax.scan(body, init, full)
-    if r:
-        acc = combine(acc, fn(jax.tree.map(lambda a: a[q * chunk_size :], xs)))
-    return acc

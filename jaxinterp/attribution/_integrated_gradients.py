@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import jax
@@ -10,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp.core import checks
+from jaxinterp.core.ops import chunked_reduce, flat
 from jaxinterp.core.protocols import ScoreFn
 from jaxinterp.core.scores import checked_score
 
-from ._gradient import chunked_reduce, gradient
+from ._gradient import gradient
 
 __all__ = ["METHODS", "expected_integrated_gradients", "integrated_gradients", "quadrature"]
 
@@ -52,9 +52,9 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     References:
         Captum, ``captum/attr/_utils/approximation_methods.py``.
     """
-    method = "gauss_legendre" if method == "gausslegendre" else method
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    method = checks.one_of(
+        "method", "gauss_legendre" if method == "gausslegendre" else method, METHODS
+    )
     trapezoids = ("riemann_trapezoid", "trapezoid")
     n = checks.integer("num_steps", num_steps, 2 if method in trapezoids else 1)
     i = np.arange(n, dtype=np.float64)
@@ -77,26 +77,13 @@ def quadrature(method: str, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _baseline(baseline: Any, x: jax.Array) -> jax.Array:
-    """Broadcasts ``baseline`` to ``x.shape`` (explicitly: rank promotion may be an error)."""
-    if baseline is None:
-        return jnp.zeros_like(x)
-    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
-        return jnp.full_like(x, baseline)
-    shape = jnp.shape(baseline)
-    expected = f"x.shape = {x.shape} or one example's shape {x.shape[1:]}"
-    if len(shape) == x.ndim + 1:
+    """:func:`~jaxinterp.core.checks.baseline`, pointing a stack of baselines elsewhere."""
+    if baseline is not None and jnp.ndim(baseline) == x.ndim + 1:
         raise ValueError(
-            f"baseline of shape {shape} has one axis more than x {x.shape}; for several "
-            "baselines [S, B, ...] use expected_integrated_gradients"
+            f"baseline of shape {jnp.shape(baseline)} has one axis more than x {x.shape}; for "
+            "several baselines [S, B, ...] use expected_integrated_gradients"
         )
-    target = x.shape if len(shape) == x.ndim else x.shape[1:]
-    try:
-        ok = len(shape) in (0, x.ndim - 1, x.ndim) and np.broadcast_shapes(shape, target) == target
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"baseline must broadcast to {expected}, got shape {shape}")
-    return jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+    return checks.baseline(baseline, x)
 
 
 def integrated_gradients(
@@ -159,7 +146,7 @@ def integrated_gradients(
     if not return_delta:
         return phi
     gap = checked_score(score_fn, x) - checked_score(score_fn, base)
-    return phi, jnp.sum(phi.reshape(x.shape[0], -1), axis=1) - gap
+    return phi, jnp.sum(flat(phi), axis=1) - gap
 
 
 def expected_integrated_gradients(

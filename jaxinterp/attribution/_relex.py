@@ -10,16 +10,14 @@ smooth and hard to manipulate with small perturbations.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxinterp.core import checks
+from jaxinterp.core.ops import unit_l2
 from jaxinterp.core.scores import class_score
 
 __all__ = ["Explainer", "relex"]
@@ -28,29 +26,6 @@ Explainer = Callable[..., jax.Array]
 """``explain(apply_fn, params, x [B, ...], target [B] | int | None, *, key) -> mask``."""
 
 _LOG_EPS = 1e-7  # The reference implementation's guard in log(1 - p + eps).
-
-
-def _check_real(
-    name: str, value: Any, *, low: float, high: float | None = None, low_open: bool = False
-) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    v = float(value) if ok else math.nan
-    bad = not math.isfinite(v) or v < low or (low_open and v == low)
-    if high is not None and v >= high:
-        bad = True
-    if bad:
-        rng = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and < {high}")
-        raise ValueError(f"{name} must be a finite number {rng}, got {value!r}")
-    return v
-
-
-def _unit_l2(g: jax.Array) -> jax.Array:
-    """``g / ‖g‖₂`` per example (zero stays zero); scaled by ``max|g|`` first against underflow."""
-    axes = tuple(range(1, g.ndim))
-    peak = jnp.max(jnp.abs(g), axis=axes, keepdims=True)
-    g = g / jnp.where(peak > 0, peak, 1.0)
-    norm = jnp.sqrt(jnp.sum(jnp.square(g), axis=axes, keepdims=True))
-    return g / jnp.where(norm > 0, norm, 1.0)
 
 
 def relex(
@@ -112,11 +87,11 @@ def relex(
     """
     num_iterations = checks.integer("num_iterations", num_iterations)
     num_samples = checks.integer("num_samples", num_samples)
-    lambda1 = _check_real("lambda1", lambda1, low=0.0)
-    lambda2 = _check_real("lambda2", lambda2, low=0.0)
-    learning_rate = _check_real("learning_rate", learning_rate, low=0.0, low_open=True)
-    momentum = _check_real("momentum", momentum, low=0.0, high=1.0)
-    noise_fraction = _check_real("noise_fraction", noise_fraction, low=0.0)
+    lambda1 = checks.nonnegative("lambda1", lambda1)
+    lambda2 = checks.nonnegative("lambda2", lambda2)
+    learning_rate = checks.positive("learning_rate", learning_rate)
+    momentum = checks.real("momentum", momentum, low=0.0, high=1.0, high_open=True)
+    noise_fraction = checks.nonnegative("noise_fraction", noise_fraction)
 
     def explain(
         apply_fn: Callable[[Any, jax.Array], jax.Array],
@@ -126,9 +101,7 @@ def relex(
         *,
         key: jax.Array,
     ) -> jax.Array:
-        x = checks.array(x)
-        if x.ndim < 2:
-            raise ValueError(f"x must be batched, shape [B, ...] with ndim >= 2, got {x.shape}")
+        x = checks.array(x, min_ndim=2)
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
         b, n, feat = x.shape[0], num_samples, x.shape[1:]
         target = _targets(apply_fn, params, x, target)
@@ -156,7 +129,7 @@ def relex(
 
         def step(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             m, velocity = carry
-            g = _unit_l2(jax.grad(loss)(m, x[:, None] + sigma * normal(k_noise, i)))
+            g = unit_l2(jax.grad(loss)(m, x[:, None] + sigma * normal(k_noise, i)))
             velocity = momentum * velocity + g
             return jnp.clip(m - learning_rate * velocity, 0.0, 1.0), velocity
 
@@ -178,20 +151,9 @@ def _targets(
     target: int | jax.Array | None,
 ) -> jax.Array:
     """The target class of every example as an integer array ``[B]``."""
-    b = x.shape[0]
     if target is None:
         return jnp.argmax(apply_fn(params, x), axis=-1)
-    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
-        target = np.full((b,), int(target), np.int32)
-    target = jnp.asarray(target)
-    if not jnp.issubdtype(target.dtype, jnp.integer) or target.shape != (b,):
-        raise ValueError(
-            f"target must be an int, None or an integer array [B] = ({b},), got dtype "
-            f"{target.dtype} and shape {target.shape}"
-        )
-    if not isinstance(target, jax.core.Tracer):
-        k = jax.eval_shape(apply_fn, params, x).shape[-1]
-        t = np.asarray(target)
-        if t.size and (t.min() < 0 or t.max() >= k):
-            raise ValueError(f"target must lie in [0, {k}), got classes in {t.min()}..{t.max()}")
-    return target
+    t = jnp.asarray(target)
+    t = jnp.full(x.shape[:1], t) if t.ndim == 0 else t  # An int: the class of every example.
+    k = checks.num_classes(apply_fn, params, x)
+    return checks.labels(t, x.shape[0], "target", num_classes=k)

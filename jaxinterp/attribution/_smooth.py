@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.ops import chunked_reduce, flat
 from jaxinterp.core.protocols import AttributionFn, ScoreFn
-
-from ._gradient import chunked_reduce
 
 __all__ = ["SMOOTHINGS", "smooth"]
 
@@ -73,16 +72,15 @@ def smooth(
         2018 (VarGrad); Hooker, Erhan, Kindermans, Kim, "A benchmark for interpretability
         methods in deep neural networks", NeurIPS 2019 (SmoothGrad-Squared).
     """
-    if kind not in SMOOTHINGS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(SMOOTHINGS)}")
+    checks.one_of("kind", kind, SMOOTHINGS)
     num_samples = checks.integer("num_samples", num_samples)
     noise_level = checks.nonnegative("noise_level", noise_level)
     chunk_size = checks.chunk_size(chunk_size)
 
     def smoothed(score_fn: ScoreFn, x: jax.Array, *, key: jax.Array) -> jax.Array:
         x = checks.array(x)
-        flat = x.reshape(x.shape[0], -1)
-        sigma = noise_level * (jnp.max(flat, axis=1) - jnp.min(flat, axis=1))
+        rows = flat(x)
+        sigma = noise_level * (jnp.max(rows, axis=1) - jnp.min(rows, axis=1))
         sigma = sigma.reshape((-1,) + (1,) * (x.ndim - 1))  # [B, 1, ...]
 
         def moments(keys: jax.Array) -> Moments:

@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "ArgumentTypeError",
     "array",
+    "baseline",
     "bounds",
     "chunk_size",
     "epsilon_in_bounds",
@@ -43,6 +44,7 @@ __all__ = [
     "one_of",
     "positive",
     "real",
+    "sequence",
     "step_size",
 ]
 
@@ -129,6 +131,60 @@ def integer(name: str, value: Any, minimum: int | None = 1, maximum: int | None 
     if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
         raise ValueError(f"{name} must be an integer{rng}, got {value!r}")
     return out
+
+
+def sequence(
+    name: str,
+    value: Any,
+    of: Callable[[str, Any], Any] | type | None = None,
+    *,
+    min_length: int = 1,
+    length: int | None = None,
+    distinct: bool = False,
+) -> tuple[Any, ...]:
+    """``value`` as a tuple: a list, tuple, other sequence or 1-D array (a string is refused),
+    each item checked.
+
+    Args:
+      name: The argument's name, for the message; item ``i`` is named ``name[i]``.
+      value: The sequence (e.g. layer widths, per-channel values, layer names).
+      of: How each item is checked: a check called as ``of(f"{name}[{i}]", item)`` whose
+        result replaces the item (e.g. :func:`positive`, :func:`integer`), or a type the
+        items must be instances of (e.g. ``str``); ``None``: items are kept as they are.
+      min_length: The fewest items allowed (``1``: non-empty).
+      length: The exact number of items, or ``None``.
+      distinct: Refuse repeated items.
+
+    Raises:
+      ArgumentTypeError: ``value`` is not a sequence (or is a string), or an item is not of
+        the type ``of``.
+      ValueError: The wrong number of items, a repeated item with ``distinct``, or an item
+        that ``of`` refuses.
+    """
+    if length is not None:
+        want = f"{name} must be a sequence (list or tuple) of {length} items"
+    elif min_length > 1:
+        want = f"{name} must be a sequence (list or tuple) of >= {min_length} items"
+    else:
+        want = f"{name} must be a {'non-empty ' if min_length else ''}sequence (list or tuple)"
+    is_vector = isinstance(value, np.ndarray | jax.Array) and np.ndim(value) == 1
+    if isinstance(value, str | bytes) or not (isinstance(value, Sequence) or is_vector):
+        raise ArgumentTypeError(f"{want}, got {value!r}")
+    items = tuple(value)
+    n = len(items)
+    if (length is not None and n != length) or n < min_length:
+        raise ValueError(f"{want}, got {n} items: {value!r}")
+    if isinstance(of, type):
+        for i, item in enumerate(items):
+            if not isinstance(item, of):
+                raise ArgumentTypeError(
+                    f"{name}[{i}] must be a {of.__name__}, got {item!r} in {name}={value!r}"
+                )
+    elif of is not None:
+        items = tuple(of(f"{name}[{i}]", item) for i, item in enumerate(items))
+    if distinct and len(set(items)) != n:
+        raise ValueError(f"{name} must hold distinct items, got {value!r}")
+    return items
 
 
 def chunk_size(value: Any, name: str = "chunk_size") -> int | None:
@@ -240,6 +296,34 @@ def like(a: Any, x: jax.Array, name: str, like: str = "x") -> jax.Array:
             f"{name} must have the shape of {like}, {tuple(x.shape)}, got {tuple(a.shape)}"
         )
     return a
+
+
+def baseline(value: Any, x: jax.Array, name: str = "baseline") -> jax.Array:
+    """A reference input ``x'`` for ``x [B, ...]``, broadcast to ``x.shape`` in ``x``'s dtype.
+
+    ``None`` gives zeros; a real number, that constant everywhere; an array must broadcast
+    to ``x.shape`` or to one example's shape ``x.shape[1:]`` (then shared by the batch). The
+    broadcast is explicit, so it also holds under ``jax_numpy_rank_promotion="raise"``.
+
+    Raises:
+      ValueError: An array that broadcasts to neither shape.
+    """
+    if value is None:
+        return jnp.zeros_like(x)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return jnp.full_like(x, value)
+    shape = jnp.shape(value)
+    target = x.shape if len(shape) == x.ndim else x.shape[1:]
+    try:
+        ok = len(shape) in (0, x.ndim - 1, x.ndim) and np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must broadcast to x.shape = {x.shape} or one example's shape "
+            f"{x.shape[1:]}, got shape {shape}"
+        )
+    return jnp.broadcast_to(jnp.asarray(value, x.dtype), x.shape)
 
 
 def labels(y: Any, batch: int, name: str = "y", *, num_classes: int | None = None) -> jax.Array:

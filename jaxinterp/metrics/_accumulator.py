@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core import checks
+
 __all__ = ["Accumulator", "accumulate"]
 
 
@@ -60,15 +62,7 @@ class Accumulator(NamedTuple):
           ValueError: ``values`` is not one-dimensional.
           TypeError: ``values`` is complex or not an array.
         """
-        try:
-            v = jnp.asarray(values)
-        except TypeError:
-            raise TypeError(f"values must be an array [B], got {type(values).__name__}") from None
-        if jnp.issubdtype(v.dtype, jnp.complexfloating):
-            raise TypeError(f"values must be real, got dtype {v.dtype}")
-        if v.ndim != 1:
-            raise ValueError(f"values must be one value per example, [B], got shape {v.shape}")
-        v = v.astype(jnp.float32)
+        v = checks.array(values, "values", ndims=(1,), cast=True).astype(jnp.float32)
         n = v.shape[0]
         mean = jnp.sum(v) / max(n, 1)
         m2 = jnp.sum(jnp.square(v - mean))
@@ -81,7 +75,9 @@ class Accumulator(NamedTuple):
     def merge(self, other: Accumulator) -> Accumulator:
         """The state of the values of ``self`` and ``other`` together (Chan et al.)."""
         if not isinstance(other, Accumulator):
-            raise TypeError(f"other must be an Accumulator, got {type(other).__name__}")
+            raise checks.ArgumentTypeError(
+                f"other must be an Accumulator, got {type(other).__name__}"
+            )
         n_a = self.count.astype(jnp.float32)
         n_b = other.count.astype(jnp.float32)
         n = n_a + n_b

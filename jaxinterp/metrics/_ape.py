@@ -112,9 +112,7 @@ def ape(
     epsilon = checks.positive("epsilon", epsilon)
     num_steps = checks.integer("num_steps", num_steps)
     step_size = checks.step_size(step_size, epsilon, num_steps)
-    fraction = checks.positive("fraction", fraction)
-    if fraction > 0.5:
-        raise ValueError(f"fraction must lie in (0, 0.5], got {fraction!r}")
+    fraction = checks.real("fraction", fraction, low=0.0, low_open=True, high=0.5)
     bounds = checks.bounds(bounds)
     x = checks.array(x, "x", ndims=(2, 4), cast=True)
     a = checks.like(attribution, x, "attribution")

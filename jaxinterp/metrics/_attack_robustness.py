@@ -33,10 +33,7 @@ def center_of_mass(maps: jax.Array) -> jax.Array:
     ``[B, ...]`` map gives ``[B, ndim − 1]``. An all-zero map has its centre at the middle of
     the grid, ``((H − 1)/2, (W − 1)/2)``.
     """
-    m = checks.array(maps, "maps", cast=True)
-    if m.ndim < 2:
-        raise ValueError(f"maps must be [B, H, W] (or [B, ...]), got shape {m.shape}")
-    return _center_of_mass(m)
+    return _center_of_mass(checks.array(maps, "maps", min_ndim=2, cast=True))
 
 
 @jax.jit
@@ -60,12 +57,8 @@ def center_of_mass_shift(map_a: jax.Array, map_b: jax.Array) -> jax.Array:
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
     """
-    a, b = checks.array(map_a, "map_a", cast=True), checks.array(map_b, "map_b", cast=True)
-    if a.shape != b.shape:
-        raise ValueError(f"map_a and map_b must have the same shape, got {a.shape}, {b.shape}")
-    if a.ndim < 2:
-        raise ValueError(f"maps must be [B, H, W] (or [B, ...]), got shape {a.shape}")
-    return _shift(a, b)
+    a = checks.array(map_a, "map_a", min_ndim=2, cast=True)
+    return _shift(a, checks.like(map_b, a, "map_b", like="map_a"))
 
 
 @jax.jit
@@ -129,14 +122,11 @@ def attack_robustness(
         ("apply_fn", apply_fn),
     ):
         checks.function(name, fn)
-    k = checks.integer("k", k)
     x = checks.array(x, "x", cast=True)
+    k = checks.integer("k", k, maximum=math.prod(pixel_shape(x)))  # at most the map's size
     num_classes = checks.num_classes(apply_fn, params, x)
     y = jnp.argmax(apply_fn(params, x), axis=-1) if y is None else y
     y = checks.labels(y, x.shape[0], "y", num_classes=num_classes)
-    size = math.prod(pixel_shape(x))
-    if k > size:
-        raise ValueError(f"k={k} exceeds the number of map entries {size}")
     result = attack(apply_fn, params, x, y, surrogate_apply_fn=surrogate_apply_fn)
     x_adv = jax.lax.stop_gradient(result.x_adv)
     a0 = attribution_fn(apply_fn, params, x, y) if clean_attribution is None else clean_attribution

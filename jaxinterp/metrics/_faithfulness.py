@@ -24,6 +24,7 @@ from ._common import descending_ranks, pixel_scores, pixel_shape
 from ._substrates import SUBSTRATES, make_substrate
 
 __all__ = [
+    "MODES",
     "SUBSTRATES",
     "completeness_delta",
     "deletion_auc",
@@ -31,6 +32,9 @@ __all__ = [
     "insertion_auc",
     "perturbation_curve",
 ]
+
+MODES: tuple[str, ...] = ("deletion", "insertion")
+"""The paths of :func:`perturbation_curve`."""
 
 
 def perturbation_curve(
@@ -75,8 +79,7 @@ def perturbation_curve(
       Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
       models", BMVC 2018.
     """
-    if mode not in ("deletion", "insertion"):
-        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    checks.one_of("mode", mode, MODES)
     steps = checks.integer("num_steps", num_steps)
     chunk_size = checks.chunk_size(chunk_size)
     x = checks.array(x, "x", ndims=(2, 4), cast=True)
@@ -231,24 +234,14 @@ def completeness_delta(
       score_fn: ``score_fn(x [B, ...]) -> [B]``.
       x: Inputs ``[B, ...]``.
       attribution: ``φ``, shaped like ``x``.
-      baseline: ``x'``: a Python number, an array shaped like ``x``, or like one example
-        ``x.shape[1:]`` (shared by the batch).
+      baseline: ``x'``: ``None`` (zeros), a number, or an array that broadcasts to ``x``'s
+        shape or to one example's ``x.shape[1:]`` (shared by the batch).
 
     References:
       Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
     """
     x = checks.array(x, "x", cast=True)
     a = checks.like(attribution, x, "attribution")
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        base = jnp.full_like(x, baseline)
-    else:
-        base = jnp.asarray(baseline, x.dtype)
-        if base.shape == x.shape[1:]:
-            base = jnp.broadcast_to(base[None], x.shape)
-        elif base.shape != x.shape:
-            raise ValueError(
-                f"baseline must be a number or shaped like x {tuple(x.shape)} or "
-                f"one example {tuple(x.shape[1:])}, got shape {tuple(base.shape)}"
-            )
+    base = checks.baseline(baseline, x)
     gap = checked_score(score_fn, x) - checked_score(score_fn, base)
     return (row_sum(a) - gap).astype(jnp.float32)

@@ -34,13 +34,7 @@ def box_mask(bbox: jax.Array, shape: tuple[int, int]) -> jax.Array:
     bbox = checks.array(bbox, "bbox", ndims=(2,), cast=True)
     if bbox.shape[1] != 4:
         raise ValueError(f"bbox must be [B, 4] = (ymin, xmin, ymax, xmax), got {bbox.shape}")
-    try:
-        h, w = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be (H, W), got {shape!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"shape must be (H, W) with H, W >= 1, got {shape!r}")
-    return _box_mask(bbox, (h, w))
+    return _box_mask(bbox, checks.sequence("shape", shape, checks.integer, length=2))
 
 
 @functools.partial(jax.jit, static_argnums=1)

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.ops import flat
 
-from ._similarity import _cosine_rows, _flat, _pair
+from ._similarity import checked_pair, cosine_rows
 
 __all__ = ["average_ranks", "kendall_tau", "spearman"]
 
@@ -47,15 +48,15 @@ def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
       Spearman, "The proof and measurement of association between two things", American
       Journal of Psychology 1904.
     """
-    return _spearman(*_pair(a, b))
+    return _spearman(*checked_pair(a, b))
 
 
 @jax.jit
 def _spearman(a: jax.Array, b: jax.Array) -> jax.Array:
-    ra, rb = _average_ranks(_flat(a)), _average_ranks(_flat(b))
+    ra, rb = _average_ranks(flat(a)), _average_ranks(flat(b))
     ra = ra - jnp.mean(ra, axis=1, keepdims=True)
     rb = rb - jnp.mean(rb, axis=1, keepdims=True)
-    return _cosine_rows(ra, rb)
+    return cosine_rows(ra, rb)
 
 
 def kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -75,12 +76,12 @@ def kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
     References:
       Kendall, "The treatment of ties in ranking problems", Biometrika 1945.
     """
-    return _kendall_tau(*_pair(a, b))
+    return _kendall_tau(*checked_pair(a, b))
 
 
 @jax.jit
 def _kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
-    a, b = _flat(a) + 0.0, _flat(b) + 0.0
+    a, b = flat(a) + 0.0, flat(b) + 0.0
     d = a.shape[1]
     rows = max(1, min(d, _CHUNK_ELEMENTS // max(d, 1)))
     chunks = -(-d // rows)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.ops import chunked_map, per_example, row_sum, safe_div
+from jaxinterp.core.ops import chunked_map, flat, per_example, row_sum, safe_div
 
 from ._similarity import SIMILARITIES
 
@@ -45,14 +45,12 @@ def heatmap(attribution: jax.Array) -> jax.Array:
 def _heatmap(a: jax.Array) -> jax.Array:
     h = jnp.abs(a)
     h = jnp.sum(h, axis=-1) if h.ndim >= 3 else h
-    peak = jnp.max(h.reshape(h.shape[0], -1), axis=1)
+    peak = jnp.max(flat(h), axis=1)
     return safe_div(h, per_example(peak, h.ndim))
 
 
 def _check_explanation(explain_fn: Any, x: jax.Array) -> jax.Array:
-    if not callable(explain_fn):
-        raise TypeError(f"explain_fn must be callable, got {explain_fn!r}")
-    phi = jnp.asarray(explain_fn(x))
+    phi = jnp.asarray(checks.function("explain_fn", explain_fn)(x))
     if phi.shape != x.shape:
         raise ValueError(
             f"explain_fn must return an attribution shaped like x {x.shape}, got shape {phi.shape}"
@@ -144,9 +142,7 @@ def random_perturbation_similarity(
     bounds = checks.bounds(bounds)
     names = None
     if isinstance(similarity, Sequence) and not isinstance(similarity, str):
-        names = tuple(similarity)
-        if not names or not all(isinstance(n, str) for n in names):
-            raise TypeError(f"a sequence of similarities must hold names, got {similarity!r}")
+        names = checks.sequence("similarity", similarity, str)
     sims = tuple(_resolve_similarity(one) for one in (names or (similarity,)))
     x = checks.array(x, "x", cast=True)
     h0 = heatmap(_check_explanation(explain_fn, x))
@@ -165,12 +161,5 @@ def random_perturbation_similarity(
 def _resolve_similarity(similarity: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """A name in :data:`SIMILARITIES` or a function, as a function."""
     if isinstance(similarity, str):
-        if similarity not in SIMILARITIES:
-            raise ValueError(
-                f"unknown similarity {similarity!r}; expected one of "
-                f"{', '.join(SIMILARITIES)} or a function"
-            )
-        return SIMILARITIES[similarity]
-    if not callable(similarity):
-        raise TypeError(f"similarity must be a name or a function, got {similarity!r}")
-    return similarity
+        return SIMILARITIES[checks.one_of("similarity", similarity, tuple(SIMILARITIES))]
+    return checks.function("similarity", similarity)

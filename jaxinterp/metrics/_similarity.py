@@ -17,24 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp.core import checks
-from jaxinterp.core.ops import safe_div
+from jaxinterp.core.ops import flat, safe_div
 
 __all__ = ["SIMILARITIES", "cosine_similarity", "mse", "pearson", "ssim"]
 
 
-def _pair(a: Any, b: Any, ndims: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
-    """Checks two batched arrays of one shape; returns them as float32 arrays."""
-    a, b = (
-        checks.array(a, "a", ndims=ndims, cast=True),
-        checks.array(b, "b", ndims=ndims, cast=True),
-    )
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+def checked_pair(
+    a: Any, b: Any, ndims: tuple[int, ...] | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Checks two batched arrays of one shape (rank in ``ndims`` if given); returns them as
+    float32 arrays."""
+    a = checks.array(a, "a", ndims=ndims, cast=True)
+    b = checks.like(b, a, "b", like="a")
     return a.astype(jnp.float32), b.astype(jnp.float32)
-
-
-def _flat(a: jax.Array) -> jax.Array:
-    return a.reshape(a.shape[0], -1)
 
 
 def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -47,18 +42,18 @@ def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
       Pearson, "Notes on regression and inheritance in the case of two parents", Proc. R.
       Soc. London 1895.
     """
-    return _pearson(*_pair(a, b))
+    return _pearson(*checked_pair(a, b))
 
 
 @jax.jit
 def _pearson(a: jax.Array, b: jax.Array) -> jax.Array:
-    a, b = _flat(a), _flat(b)
+    a, b = flat(a), flat(b)
     a = a - jnp.mean(a, axis=1, keepdims=True)
     b = b - jnp.mean(b, axis=1, keepdims=True)
-    return _cosine_rows(a, b)
+    return cosine_rows(a, b)
 
 
-def _cosine_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+def cosine_rows(a: jax.Array, b: jax.Array) -> jax.Array:
     """Cosine of rows ``[B, D]``, each row rescaled by its max first (no under/overflow)."""
     a = safe_div(a, jnp.max(jnp.abs(a), axis=1, keepdims=True))
     b = safe_div(b, jnp.max(jnp.abs(b), axis=1, keepdims=True))
@@ -66,19 +61,19 @@ def _cosine_rows(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.clip(safe_div(jnp.sum(a * b, axis=1), den), -1.0, 1.0)
 
 
-_cosine = jax.jit(_cosine_rows)
+_cosine = jax.jit(cosine_rows)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
     """Cosine similarity per example, ``⟨a, b⟩ / (‖a‖ ‖b‖)``, ``[B]``; 0 where a map is 0."""
-    a, b = _pair(a, b)
-    return _cosine(_flat(a), _flat(b))
+    a, b = checked_pair(a, b)
+    return _cosine(flat(a), flat(b))
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:
     """Mean squared error per example, ``(1/D) Σ_i (a_i − b_i)²``, ``[B]``."""
-    a, b = _pair(a, b)
-    return _mse(_flat(a), _flat(b))
+    a, b = checked_pair(a, b)
+    return _mse(flat(a), flat(b))
 
 
 @jax.jit
@@ -132,7 +127,7 @@ def ssim(
     window_size = checks.integer("window_size", window_size)
     sigma = checks.positive("sigma", sigma)
     data_range = checks.positive("data_range", data_range)
-    a, b = _pair(a, b, ndims=(3,))
+    a, b = checked_pair(a, b, ndims=(3,))
     if min(a.shape[1:]) < window_size:
         raise ValueError(
             f"ssim needs maps [B, H, W] with H, W >= window_size={window_size}, "

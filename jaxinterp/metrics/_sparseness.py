@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.ops import safe_div
+from jaxinterp.core.ops import flat, safe_div
 
 __all__ = ["gini"]
 
@@ -32,7 +32,7 @@ def gini(attribution: jax.Array) -> jax.Array:
 
 @jax.jit
 def _gini(a: jax.Array) -> jax.Array:
-    v = jnp.sort(jnp.abs(a.reshape(a.shape[0], -1)).astype(jnp.float32), axis=1)
+    v = jnp.sort(jnp.abs(flat(a)).astype(jnp.float32), axis=1)
     n = v.shape[1]
     total = jnp.sum(v, axis=1)
     weights = (n - jnp.arange(1, n + 1, dtype=jnp.float32) + 0.5) / n  # [n]

@@ -32,17 +32,13 @@ def make_substrate(x: jax.Array, substrate: Any, blur_sigma: float | None = None
         raise ValueError(f"blur_sigma applies to substrate='blur' only, got {substrate!r}")
     if not isinstance(substrate, str):
         return checks.like(substrate, x, "substrate")
+    checks.one_of("substrate", substrate, SUBSTRATES)
     if substrate == "zeros":
         return jnp.zeros_like(x)
     if substrate == "mean":
         axes = tuple(range(1, x.ndim - 1)) if x.ndim >= 3 else (1,)
         return jnp.broadcast_to(jnp.mean(x, axis=axes, keepdims=True), x.shape)
-    if substrate == "blur":
-        if x.ndim != 4:
-            raise ValueError(f"substrate='blur' needs images [B, H, W, C], got shape {x.shape}")
-        sigma = x.shape[1] / 8 if blur_sigma is None else checks.positive("blur_sigma", blur_sigma)
-        return blur(x, sigma)
-    raise ValueError(
-        f"unknown substrate {substrate!r}; expected one of {', '.join(SUBSTRATES)}"
-        " or an array shaped like x"
-    )
+    if x.ndim != 4:
+        raise ValueError(f"substrate='blur' needs images [B, H, W, C], got shape {x.shape}")
+    sigma = x.shape[1] / 8 if blur_sigma is None else checks.positive("blur_sigma", blur_sigma)
+    return blur(x, sigma)

@@ -17,12 +17,12 @@ References:
 from __future__ import annotations
 
 import functools
-import math
-import operator
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from jaxinterp.core import checks
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -40,15 +40,10 @@ def check_beta(beta: float) -> float:
         ``beta`` as a Python float.
 
     Raises:
+        ArgumentTypeError: If ``beta`` is not a real number (e.g. a string).
         ValueError: If ``beta`` is not a finite number > 0.
     """
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
-    return value
+    return checks.positive("beta", beta)
 
 
 @jax.custom_jvp
@@ -122,12 +117,8 @@ def check_model_config(num_classes: int, activation: str, beta: float) -> None:
         beta: Softplus sharpness, see :func:`check_beta`.
 
     Raises:
+        ArgumentTypeError: If ``num_classes`` is not an integer or ``beta`` not a number.
         ValueError: If any argument is invalid.
     """
-    try:
-        n = operator.index(num_classes)
-    except TypeError:
-        n = None
-    if n is None or isinstance(num_classes, bool) or n < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    checks.integer("num_classes", num_classes, minimum=2)
     get_activation(activation, beta=beta)

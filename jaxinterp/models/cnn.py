@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core import checks
 from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
@@ -88,10 +89,8 @@ class LeNet(nn.Module):
 
     def __post_init__(self) -> None:
         check_model_config(self.num_classes, self.activation, self.beta)
-        if len(self.channels) != 4 or any(int(c) < 1 for c in self.channels):
-            raise ValueError(f"channels must be 4 positive ints, got {tuple(self.channels)}")
-        if int(self.hidden) < 1:
-            raise ValueError(f"hidden must be >= 1, got {self.hidden!r}")
+        checks.sequence("channels", self.channels, checks.integer, length=4)
+        checks.integer("hidden", self.hidden)
         super().__post_init__()
 
     @nn.compact
@@ -104,8 +103,7 @@ class LeNet(nn.Module):
         Returns:
             Logits of shape ``[B, num_classes]``.
         """
-        if x.ndim != 4:
-            raise ValueError(f"LeNet expects inputs of shape [B, H, W, C], got {x.shape}")
+        x = checks.array(x, "x", ndims=(4,), cast=True)
         act = get_activation(self.activation, beta=self.beta)
         h = x
         for i, ch in enumerate(self.channels, start=1):

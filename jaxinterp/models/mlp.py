@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from jaxinterp.core import checks
 from jaxinterp.models.activations import check_model_config, get_activation
 
 
@@ -47,9 +48,7 @@ class MLP(nn.Module):
 
     def __post_init__(self) -> None:
         check_model_config(self.num_classes, self.activation, self.beta)
-        for width in self.hidden:
-            if int(width) < 1:
-                raise ValueError(f"hidden widths must be >= 1, got {tuple(self.hidden)}")
+        checks.sequence("hidden", self.hidden, checks.integer, min_length=0)
         super().__post_init__()
 
     @nn.compact

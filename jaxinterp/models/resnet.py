@@ -21,6 +21,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 
+from jaxinterp.core import checks
 from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
@@ -123,10 +124,8 @@ class ResNet18(nn.Module):
 
     def __post_init__(self) -> None:
         check_model_config(self.num_classes, self.activation, self.beta)
-        if int(self.width) < 1 or int(self.num_groups) < 1:
-            raise ValueError(
-                f"width and num_groups must be >= 1, got {self.width!r}, {self.num_groups!r}"
-            )
+        checks.integer("width", self.width)
+        checks.integer("num_groups", self.num_groups)
         super().__post_init__()
 
     @nn.compact
@@ -139,8 +138,7 @@ class ResNet18(nn.Module):
         Returns:
             Logits of shape ``[B, num_classes]``.
         """
-        if x.ndim != 4:
-            raise ValueError(f"ResNet18 expects inputs of shape [B, H, W, C], got {x.shape}")
+        x = checks.array(x, "x", ndims=(4,), cast=True)
         act = get_activation(self.activation, beta=self.beta)
         width, groups = int(self.width), int(self.num_groups)
         h = nn.Conv(

@@ -10,10 +10,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core import checks
+
+from ._engine import IMPLS, check_impl
+
 __all__ = ["ESTIMATORS", "IMPLS", "activation_sensitivity"]
 
 ESTIMATORS = ("jvp", "random_neuron", "finite_difference")
-IMPLS = ("fast", "autodiff")
 _NORMALIZE_EPS = 1e-6
 
 FeaturesFn = Callable[[Any, jax.Array], Mapping[str, jax.Array]]
@@ -152,34 +155,19 @@ def activation_sensitivity(
         activation sensitivity." Machine Learning 113 (2024), 6165-6196. arXiv:2211.08686.
         Fidel et al. (2020), arXiv:2009.11349: defines the activation-sensitivity regulariser.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; expected one of {ESTIMATORS}")
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl {impl!r}; expected one of {IMPLS}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an int >= 1, got {num_probes!r}")
-    if (
-        isinstance(fd_step, bool)
-        or not isinstance(fd_step, int | float)
-        or not math.isfinite(fd_step)
-        or fd_step <= 0
-    ):
-        raise ValueError(f"fd_step must be a finite number > 0, got {fd_step!r}")
+    checks.one_of("estimator", estimator, ESTIMATORS)
+    check_impl(impl)
+    k = checks.integer("num_probes", num_probes)
+    h = checks.positive("fd_step", fd_step)
     if layers is not None:
-        if isinstance(layers, str) or not isinstance(layers, Sequence) or len(layers) == 0:
-            raise ValueError(f"layers must be a non-empty sequence of str or None, got {layers!r}")
-        if not all(isinstance(name, str) for name in layers) or len(set(layers)) != len(layers):
-            raise ValueError(f"layers must be distinct str names, got {layers!r}")
-        layers = tuple(layers)
+        layers = checks.sequence("layers", layers, str, distinct=True)
     weights = dict(layer_weights or {})
     for name, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"layer_weights[{name!r}] must be finite and >= 0, got {w!r}")
+        checks.nonnegative(f"layer_weights[{name!r}]", w)
     if layers is not None and set(weights) - set(layers):
         raise ValueError(
             f"layer_weights names {sorted(set(weights) - set(layers))} are not in layers {layers}"
         )
-    k, h = num_probes, float(fd_step)
 
     def penalty(apply_fn, params, x, y, *, key):
         del apply_fn, y

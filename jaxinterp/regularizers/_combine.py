@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from jaxinterp.core import checks
 
 __all__ = ["Penalty", "combine"]
 
@@ -38,12 +39,11 @@ def combine(
     """
     for name, spec in named.items():
         if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise TypeError(f"penalty {name!r} must be given as (weight, penalty), got {spec!r}")
-        weight, fn = spec
-        if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight of penalty {name!r} must be finite and >= 0, got {weight!r}")
-        if not callable(fn):
-            raise TypeError(f"penalty {name!r} is not callable: {fn!r}")
+            raise checks.ArgumentTypeError(
+                f"penalty {name!r} must be given as (weight, penalty), got {spec!r}"
+            )
+        checks.nonnegative(f"weight of penalty {name!r}", spec[0])
+        checks.function(f"penalty {name!r}", spec[1])
     names = sorted(named)
 
     def combined(apply_fn, params, x, y, *, key):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from jaxinterp.core import checks
+from jaxinterp.core.ops import flat
 
 from ._engine import (
     check_impl,
@@ -17,21 +19,8 @@ from ._engine import (
 
 __all__ = ["curvature", "gradient_alignment", "input_gradient_norm"]
 
-
-def _flat(g: jax.Array) -> jax.Array:
-    return g.reshape(g.shape[0], -1)
-
-
-def _check_nonneg(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-
-
-def _check_pixel_radius(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(
-            f"{name} must be in (0, 1] (pixel units of inputs in [0, 1]), got {value!r}"
-        )
+NOISES = ("uniform", "gaussian")
+"""Distributions of the perturbation ``δ`` of :func:`gradient_alignment`."""
 
 
 def input_gradient_norm(*, score: str = "loss", impl: str = "fast") -> Callable:
@@ -56,7 +45,7 @@ def input_gradient_norm(*, score: str = "loss", impl: str = "fast") -> Callable:
     check_impl(impl)
 
     def functional(g):
-        return jnp.mean(jnp.sum(_flat(g) ** 2, axis=1)), {}
+        return jnp.mean(jnp.sum(flat(g) ** 2, axis=1)), {}
 
     def penalty(apply_fn, params, x, y, *, key=None):
         return penalize_input_gradients(functional, apply_fn, params, [x], y, score, impl)
@@ -102,13 +91,11 @@ def gradient_alignment(
       Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
       alignment", AAAI 2023.
     """
-    _check_nonneg("lambda_l2", lambda_l2)
-    _check_nonneg("lambda_cos", lambda_cos)
-    _check_pixel_radius("epsilon", epsilon)
-    if noise not in ("uniform", "gaussian"):
-        raise ValueError(f"noise must be 'uniform' or 'gaussian', got {noise!r}")
-    if std is not None and (len(std) == 0 or any(not s > 0 for s in std)):
-        raise ValueError(f"std must be a non-empty sequence of positive numbers, got {std!r}")
+    lambda_l2 = checks.nonnegative("lambda_l2", lambda_l2)
+    lambda_cos = checks.nonnegative("lambda_cos", lambda_cos)
+    epsilon = checks.real("epsilon", epsilon, low=0.0, low_open=True, high=1.0)  # pixel units
+    checks.one_of("noise", noise, NOISES)
+    std = None if std is None else checks.sequence("std", std, checks.positive)
     check_score(score)
     check_impl(impl)
     scale = jnp.asarray([epsilon] if std is None else [epsilon / s for s in std], jnp.float32)
@@ -116,7 +103,7 @@ def gradient_alignment(
     def functional(g, g_near):
         if detach_source:
             g = jax.lax.stop_gradient(g)
-        a, b = _flat(g), _flat(g_near)
+        a, b = flat(g), flat(g_near)
         l2 = jnp.mean(jnp.sum((a - b) ** 2, axis=1))
         norms = jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1)
         cos = jnp.sum(a * b, axis=1) / jnp.maximum(norms, 1e-12)
@@ -159,17 +146,17 @@ def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "autodif
       Moosavi-Dezfooli, Fawzi, Uesato, Frossard, "Robustness via curvature regularization, and
       vice versa", CVPR 2019.
     """
-    _check_pixel_radius("h", h)
+    h = checks.real("h", h, low=0.0, low_open=True, high=1.0)  # pixel units
     check_score(score)
     check_impl(impl)
 
     def functional(g, g_near):
-        return jnp.mean(jnp.sum((_flat(g_near) - _flat(g)) ** 2, axis=1)), {}
+        return jnp.mean(jnp.sum((flat(g_near) - flat(g)) ** 2, axis=1)), {}
 
     def penalty(apply_fn, params, x, y, *, key=None):
         g = input_gradient(apply_fn, jax.lax.stop_gradient(params), x, y, score)
         s = jnp.sign(g)
-        norm = jnp.maximum(jnp.linalg.norm(_flat(s), axis=1), 1e-12)
+        norm = jnp.maximum(jnp.linalg.norm(flat(s), axis=1), 1e-12)
         z = jax.lax.stop_gradient(h * s / norm.reshape((-1,) + (1,) * (x.ndim - 1)))
         known = {0: g} if impl == "fast" else None
         return penalize_input_gradients(

@@ -7,9 +7,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core import checks
+
 from ._engine import check_impl, check_score, summed_score
 
-__all__ = ["hessian_norm"]
+__all__ = ["DISTRIBUTIONS", "hessian_norm"]
+
+DISTRIBUTIONS = ("gaussian", "rademacher")
+"""Distributions of the Hutchinson probes of :func:`hessian_norm`."""
 
 
 def _probes(key, shape, num_probes, distribution, dtype):
@@ -51,10 +56,8 @@ def hessian_norm(
       Hutchinson, "A stochastic estimator of the trace of the influence matrix", 1989;
       used as a baseline by Joo et al. (AAAI 2023) and Dombrowski et al. (NeurIPS 2019).
     """
-    if not isinstance(num_probes, int) or isinstance(num_probes, bool) or num_probes < 1:
-        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
-    if distribution not in ("gaussian", "rademacher"):
-        raise ValueError(f"distribution must be 'gaussian' or 'rademacher', got {distribution!r}")
+    num_probes = checks.integer("num_probes", num_probes)
+    checks.one_of("distribution", distribution, DISTRIBUTIONS)
     check_score(score)
     check_impl(impl)
 
