@@ -276,7 +276,8 @@ def array(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         if not cast:
             raise ArgumentTypeError(
-                f"{name} must be a float array [B, ...] (a floating-point dtype), got dtype {x.dtype}"
+                f"{name} must be a float array [B, ...] (a floating-point dtype), "
+                f"got dtype {x.dtype}"
             )
         x = x.astype(jnp.float32)
     if (x.ndim < min_ndim) if ndims is None else (x.ndim not in ndims):

@@ -6,7 +6,6 @@ by default (β-softplus) and never mix examples (no BatchNorm), so per-example i
 gradients and Hessians of a batch are exact.
 """
 
-from jaxinterp.models._surrogate import softplus_surrogate
 from jaxinterp.models.activations import (
     ACTIVATIONS,
     check_beta,
@@ -29,6 +28,8 @@ from jaxinterp.models.model import (
     get_model,
 )
 from jaxinterp.models.resnet import BasicBlock, ResNet18
+
+from ._surrogate import softplus_surrogate
 
 __all__ = [
     "ACTIVATIONS",
