@@ -16,11 +16,13 @@ Factories in the optax style close over hyperparameters and return one of these;
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import jax
 
-__all__ = ["ApplyFn", "Attack", "AttributionFn", "Explainer", "Penalty", "ScoreFn"]
+__all__ = ["ApplyFn", "Attack", "AttributionFn", "Explainer", "ModelCall", "Penalty", "ScoreFn"]
+
+T_co = TypeVar("T_co", covariant=True)
 
 ScoreFn = Callable[[jax.Array], jax.Array]
 """``score_fn(x [B, ...]) -> [B]``: one scalar per example, examples never interact."""
@@ -35,8 +37,9 @@ class ApplyFn(Protocol):
     def __call__(self, params: Any, x: jax.Array, /) -> jax.Array: ...
 
 
-class Explainer(Protocol):
-    """``explain(apply_fn, params, x [B, ...], y [B], *, key=None) -> [B, ...]`` like ``x``."""
+class ModelCall(Protocol[T_co]):
+    """``fn(apply_fn, params, x [B, ...], y [B], *, key=None) -> T``: the call shared by
+    explainers and attacks."""
 
     def __call__(
         self,
@@ -47,23 +50,15 @@ class Explainer(Protocol):
         /,
         *,
         key: jax.Array | None = None,
-    ) -> jax.Array: ...
+    ) -> T_co: ...
 
 
-class Attack(Protocol):
-    """``attack(apply_fn, params, x [B, ...], y [B], *, key=None) -> x_adv`` (or a
-    NamedTuple whose first field is ``x_adv``)."""
+Explainer = ModelCall[jax.Array]
+"""``explain(apply_fn, params, x [B, ...], y [B], *, key=None) -> [B, ...]`` like ``x``."""
 
-    def __call__(
-        self,
-        apply_fn: ApplyFn,
-        params: Any,
-        x: jax.Array,
-        y: jax.Array,
-        /,
-        *,
-        key: jax.Array | None = None,
-    ) -> Any: ...
+Attack = ModelCall[Any]
+"""``attack(apply_fn, params, x [B, ...], y [B], *, key=None) -> x_adv`` (or a NamedTuple
+whose first field is ``x_adv``)."""
 
 
 class Penalty(Protocol):

@@ -10,6 +10,7 @@ perturbed copies of ``x`` (steps or noise draws) are evaluated as a ``vmap`` ove
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -106,72 +107,59 @@ def _auc(curve: jax.Array) -> jax.Array:
     return (jnp.sum(curve, axis=1) - 0.5 * (curve[:, 0] + curve[:, -1])) / steps
 
 
-def deletion_auc(
-    score_fn: ScoreFn,
-    x: jax.Array,
-    attribution: jax.Array,
-    *,
-    num_steps: int = 16,
-    substrate: str | jax.Array = "zeros",
-    blur_sigma: float | None = None,
-    chunk_size: int | None = None,
-) -> jax.Array:
+def _area_under(mode: str, default_substrate: str, doc: str) -> Callable[..., jax.Array]:
+    """The AUC metric of :func:`perturbation_curve` in ``mode`` (one signature for both)."""
+
+    def auc(
+        score_fn: ScoreFn,
+        x: jax.Array,
+        attribution: jax.Array,
+        *,
+        num_steps: int = 16,
+        substrate: str | jax.Array = default_substrate,
+        blur_sigma: float | None = None,
+        chunk_size: int | None = None,
+    ) -> jax.Array:
+        curve = perturbation_curve(
+            score_fn, x, attribution, mode=mode, num_steps=num_steps, substrate=substrate,
+            blur_sigma=blur_sigma, chunk_size=chunk_size,
+        )  # fmt: skip
+        return _auc(curve)
+
+    auc.__name__ = auc.__qualname__ = f"{mode}_auc"
+    auc.__doc__ = doc
+    return auc
+
+
+_RISE = """
+
+    References:
+      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
+      models", BMVC 2018.
+    """
+
+deletion_auc = _area_under(
+    "deletion",
+    "zeros",
     """Area under the deletion curve, ``[B]``: lower means a more faithful attribution.
 
     ``AUC = (1/T) (s_0/2 + s_1 + … + s_{T−1} + s_T/2)``, the trapezoid rule with spacing
     ``1/T`` over the scores ``s_t`` of :func:`perturbation_curve` (``mode="deletion"``); in
-    ``[0, 1]`` when the score is a probability. Arguments as :func:`perturbation_curve`.
+    ``[0, 1]`` when the score is a probability. Arguments as :func:`perturbation_curve`
+    (default substrate ``"zeros"``)."""
+    + _RISE,
+)
 
-    References:
-      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
-      models", BMVC 2018.
-    """
-    return _auc(
-        perturbation_curve(
-            score_fn,
-            x,
-            attribution,
-            mode="deletion",
-            num_steps=num_steps,
-            substrate=substrate,
-            blur_sigma=blur_sigma,
-            chunk_size=chunk_size,
-        )
-    )
-
-
-def insertion_auc(
-    score_fn: ScoreFn,
-    x: jax.Array,
-    attribution: jax.Array,
-    *,
-    num_steps: int = 16,
-    substrate: str | jax.Array = "blur",
-    blur_sigma: float | None = None,
-    chunk_size: int | None = None,
-) -> jax.Array:
+insertion_auc = _area_under(
+    "insertion",
+    "blur",
     """Area under the insertion curve, ``[B]``: higher means a more faithful attribution.
 
     The trapezoid AUC (as :func:`deletion_auc`) of :func:`perturbation_curve` with
     ``mode="insertion"``: start from the substrate (a blurred ``x`` by default) and put the
-    pixels of ``x`` back, most important first.
-
-    References:
-      Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
-      models", BMVC 2018.
-    """
-    return _auc(
-        perturbation_curve(
-            score_fn,
-            x,
-            attribution,
-            mode="insertion",
-            num_steps=num_steps,
-            substrate=substrate,
-            blur_sigma=blur_sigma,
-            chunk_size=chunk_size,
-        )
-    )
+    pixels of ``x`` back, most important first."""
+    + _RISE,
+)
 
 
 def infidelity(

@@ -130,14 +130,7 @@ class ResNet18(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Computes logits.
-
-        Args:
-            x: Images of shape ``[B, H, W, C]``, float32.
-
-        Returns:
-            Logits of shape ``[B, num_classes]``.
-        """
+        """Logits ``[B, num_classes]`` of images ``x [B, H, W, C]`` (float32)."""
         x = checks.array(x, "x", ndims=(4,), cast=True)
         act = get_activation(self.activation, beta=self.beta)
         width, groups = int(self.width), int(self.num_groups)
