@@ -187,3 +187,40 @@ def test_a_penalty_added_by_one_registry_line_builds_from_a_config():
         assert "toy_l2_logits" in terms
     finally:
         regularizers.PENALTIES.unregister("toy_l2_logits")
+
+
+def _private_imports_across_subpackages(path: str, source: str) -> list[str]:
+    """``from jaxinterp.Q._m import ...`` / ``from jaxinterp.Q import _m`` in a file outside
+    subpackage ``Q`` (relative imports stay inside their package)."""
+    import ast
+
+    parts = path.replace("\\", "/").split("/")
+    home = parts[parts.index("jaxinterp") + 1] if len(parts) > parts.index("jaxinterp") + 2 else ""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+            continue
+        mod = node.module.split(".")
+        if mod[0] != "jaxinterp" or len(mod) < 2:
+            continue
+        names = [a.name for a in node.names]
+        private = any(m.startswith("_") for m in mod[2:]) or any(n.startswith("_") for n in names)
+        if mod[1] != home and (private or mod[1].startswith("_")):
+            bad.append(f"{path}:{node.lineno}: from {node.module} import {', '.join(names)}")
+    return bad
+
+
+def test_no_private_import_crosses_a_subpackage():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "jaxinterp"
+    bad = []
+    for f in sorted(root.rglob("*.py")):
+        rel = str(f.relative_to(root.parent))
+        bad += _private_imports_across_subpackages(rel, f.read_text())
+    # jaxinterp/__init__.py may import the top-level private module it re-exports.
+    assert [b for b in bad if not b.startswith("jaxinterp/__init__.py")] == []
+    # The check finds what it looks for.
+    sample = "from jaxinterp.attacks._pgd import check_call\nfrom jaxinterp.core import ops\n"
+    assert len(_private_imports_across_subpackages("jaxinterp/metrics/_ape.py", sample)) == 1
+    assert _private_imports_across_subpackages("jaxinterp/attacks/_x.py", sample) == []
