@@ -12,6 +12,9 @@ jittable ``attack(apply_fn, params, x, y, *, key=None) -> x_adv``:
   (Dombrowski et al. 2019) attack the explanation while keeping the label.
 * :func:`fgsm`: one full-size signed (L∞) or normalised (L2) gradient step
   (Goodfellow et al. 2015).
+* :func:`apgd`: Auto-PGD (Croce & Hein 2020) on cross-entropy, DLR or the targeted DLR
+  (APGD-T); :func:`autoattack_like` gives AutoAttack's two APGD members (not FAB, not
+  Square). :func:`with_restarts` reruns any randomised attack from fresh keys.
 
 Both ascend a per-example loss, :func:`ce_loss` or :func:`margin_loss`, untargeted (away from
 the true labels ``y``) or targeted (toward target labels passed as ``y``). The model is held
@@ -30,6 +33,14 @@ from jaxinterp.core.losses import LOSSES, LossFn, ce_loss, get_loss, margin_loss
 from jaxinterp.core.protocols import Attack
 from jaxinterp.core.registry import Registry
 
+from ._apgd import (
+    APGD_LOSSES,
+    apgd,
+    apgd_checkpoints,
+    autoattack_like,
+    dlr_loss,
+    dlr_targeted_loss,
+)
 from ._attribution_attacks import (
     AttributionAttackResult,
     frame_target,
@@ -46,6 +57,7 @@ from ._boundary import (
 )
 from ._carlini_wagner import CWAttack, CWResult, carlini_wagner_l2
 from ._pgd import NORMS, fgsm, pgd
+from ._restarts import with_restarts
 
 ATTACKS = Registry("attack")
 """Label attacks by name: ``attack(apply_fn, params, x, y, *, key=None) -> x_adv`` (or a
@@ -54,8 +66,13 @@ ATTACKS.register("pgd", pgd, epsilon=0.1, num_steps=20)
 ATTACKS.register("fgsm", fgsm, epsilon=0.1)
 ATTACKS.register("cw_l2", carlini_wagner_l2)
 ATTACKS.register("boundary_search", boundary_search)
+ATTACKS.register("apgd_ce", apgd, loss="ce", epsilon=0.1, num_steps=100, summary="APGD-CE")
+ATTACKS.register(
+    "apgd_t", apgd, loss="dlr_targeted", epsilon=0.1, num_steps=100, summary="APGD-T (DLR)"
+)
 
 __all__ = [
+    "APGD_LOSSES",
     "ATTACKS",
     "DEFAULT_EPSILONS",
     "LOSSES",
@@ -67,9 +84,14 @@ __all__ = [
     "CWAttack",
     "CWResult",
     "LossFn",
+    "apgd",
+    "apgd_checkpoints",
+    "autoattack_like",
     "boundary_search",
     "carlini_wagner_l2",
     "ce_loss",
+    "dlr_loss",
+    "dlr_targeted_loss",
     "fgsm",
     "frame_target",
     "get_loss",
@@ -79,4 +101,5 @@ __all__ = [
     "targeted_manipulation",
     "topk_attack",
     "topk_intersection",
+    "with_restarts",
 ]

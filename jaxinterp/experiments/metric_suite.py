@@ -168,6 +168,18 @@ def _ape(c: Case) -> dict[str, jax.Array]:
     )
 
 
+def _robust_accuracy(c: Case) -> dict[str, jax.Array]:
+    # ``jaxinterp evaluate`` passes the model's predictions as ``target``: without true labels
+    # in ``extras["labels"]``, "clean" is 1 and "robust" is the share of stable predictions.
+    s = c.settings
+    suite = {
+        **attacks.autoattack_like(s.epsilon, num_steps=s.attack_steps),
+        "pgd": attacks.pgd(epsilon=s.epsilon, num_steps=s.attack_steps),
+    }
+    labels = c.extras.get("labels", c.target)
+    return metrics.robust_accuracy(c.apply_fn, c.params, c.x, labels, suite, key=c.key)
+
+
 def _deletion(c: Case) -> dict[str, jax.Array]:
     auc = metrics.deletion_auc(
         c.score(), c.x, c.attr, num_steps=c.settings.deletion_steps, substrate="zeros"
@@ -230,6 +242,7 @@ METRICS.register(
 METRICS.register("gini", lambda c: {"value": metrics.gini(c.attr)}, summary="Gini sparseness")
 METRICS.register("retrieval", _retrieval, summary="RelEx retrieval rate under PGD")
 METRICS.register("ape", _ape, summary="adversarial perturbation effect")
+METRICS.register("robust_accuracy", _robust_accuracy, summary="robust accuracy: APGD-CE/T, PGD")
 
 
 # Metrics that explain other inputs only (never the attribution at ``x``).

@@ -16,6 +16,7 @@ boundary (shapes always, values only outside ``jit``).
 * Robustness to attribution attacks: :func:`attack_robustness`, from
   :func:`topk_intersection`, :func:`spearman`, :func:`kendall_tau`,
   :func:`center_of_mass_shift`.
+* Robust accuracy under label attacks: :func:`robust_accuracy` (the per-example worst case).
 * Localisation: :func:`energy_game`, :func:`pointing_game`, :func:`box_mask`.
 * Sparseness: :func:`gini`. Retrieval rate: :func:`retrieval`. APE: :func:`ape`.
 
@@ -61,6 +62,7 @@ from ._faithfulness import (
 from ._localisation import box_mask, energy_game, pointing_game
 from ._rank import average_ranks, kendall_tau, spearman
 from ._retrieval import retrieval
+from ._robust_accuracy import robust_accuracy
 from ._robustness import heatmap, max_sensitivity, random_perturbation_similarity
 from ._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
 from ._sparseness import gini
@@ -93,6 +95,7 @@ __all__ = [
     "pointing_game",
     "random_perturbation_similarity",
     "retrieval",
+    "robust_accuracy",
     "spearman",
     "ssim",
     "topk_intersection",
