@@ -34,6 +34,8 @@ class _RegistryHelp(str):
     """A help string that lists a registry's names when ``--help`` is printed (argparse
     expands help with ``%``), so that building the parser does not import JAX."""
 
+    registry: str
+
     def __new__(cls, text: str, registry: str) -> _RegistryHelp:
         obj = super().__new__(cls, text)
         obj.registry = registry
@@ -252,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    rest, overrides = argv, []
+    rest, overrides = argv, list[tuple[str, str]]()
     if any(a.startswith("--config.") for a in argv):
         # Imported only when needed: jaxinterp.experiments imports JAX, and --help and
         # 'configs' should not wait for it.

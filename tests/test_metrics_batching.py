@@ -99,6 +99,12 @@ CASES = {
         lambda x, a, y: metrics.ape(mlp_apply, PARAMS, x, y, a, epsilon=0.1, num_steps=3),
         "x a y",
     ),
+    "robust_accuracy": (
+        lambda x, y: metrics.robust_accuracy(
+            mlp_apply, PARAMS, x, y, [attacks.fgsm(epsilon=0.1, bounds=None)]
+        ),
+        "x y",
+    ),
     "attack_robustness": (
         lambda x, y: metrics.attack_robustness(
             TOPK, grad_attribution, mlp_apply, PARAMS, x, y, k=4

@@ -129,7 +129,7 @@ def pgd(
                 x_adv = x + delta * jnp.minimum(1.0, epsilon / (l2_norm(delta) + _TINY))
             return x_adv if bounds is None else jnp.clip(x_adv, bounds[0], bounds[1])
 
-        x0 = project(x + _random_delta(key, x, epsilon, norm)) if random_start else x
+        x0 = project(x + _random_delta(checks.key(key), x, epsilon, norm)) if random_start else x
         x_adv = gradient_steps(
             objective,
             x0,

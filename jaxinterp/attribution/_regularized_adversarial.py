@@ -165,7 +165,8 @@ def regularized_adversarial(
                 f"y must be integer labels [B] = ({x.shape[0]},), got {y.dtype}{list(y.shape)}"
             )
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
-        lo_d, hi_d = -epsilon, epsilon
+        lo_d: float | jax.Array = -epsilon
+        hi_d: float | jax.Array = epsilon
         if bounds is not None:
             lo_d, hi_d = jnp.maximum(lo_d, bounds[0] - x), jnp.minimum(hi_d, bounds[1] - x)
 

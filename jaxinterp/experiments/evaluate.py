@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attribution, data, metrics, models, training
+from jaxinterp.core.protocols import ApplyFn
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.explain import attribution_fn, check_methods
 from jaxinterp.experiments.restore import load_trained
@@ -38,13 +39,29 @@ def check_metrics(names: Sequence[str]) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _metric_fn(apply_fn, method: str, metric: str, settings, surrogate):
+def _metric_fn(
+    apply_fn: ApplyFn,
+    method: str,
+    metric: str,
+    settings: metric_suite.Settings,
+    surrogate: ApplyFn | None,
+) -> Callable[..., dict[str, jax.Array]]:
     """``jit(run)(params, x, target, attr, key, method_key, extras)``, cached so that models
     sharing an ``apply_fn`` (one architecture) share the compiled code."""
     explain = attribution.EXPLAINERS.build(method)
 
-    def run(params, x, target, attr, key, method_key, extras):
-        def explain_fn(apply_fn, params, x, target):
+    def run(
+        params: Any,
+        x: jax.Array,
+        target: jax.Array,
+        attr: jax.Array,
+        key: jax.Array,
+        method_key: jax.Array,
+        extras: dict[str, jax.Array],
+    ) -> dict[str, jax.Array]:
+        def explain_fn(
+            apply_fn: ApplyFn, params: Any, x: jax.Array, target: jax.Array
+        ) -> jax.Array:
             return explain(apply_fn, params, x, target, key=method_key)
 
         case = metric_suite.Case(
@@ -56,7 +73,7 @@ def _metric_fn(apply_fn, method: str, metric: str, settings, surrogate):
 
 
 def per_example(
-    apply_fn,
+    apply_fn: ApplyFn,
     params: Any,
     x: np.ndarray,
     target: np.ndarray,
@@ -67,7 +84,7 @@ def per_example(
     settings: metric_suite.Settings | None = None,
     batch_size: int = 64,
     seed: int = 0,
-    surrogate_apply_fn=None,
+    surrogate_apply_fn: ApplyFn | None = None,
     show_progress: bool = True,
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Per-example metric values of each method's attributions of ``target`` at ``x``.
@@ -93,7 +110,7 @@ def per_example(
     settings = settings or metric_suite.Settings()
     key = jax.random.PRNGKey(seed)
     starts = range(0, len(x), batch_size)
-    out: dict[str, dict[str, list]] = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     skipped = []
     bar = training.progress_bar(len(methods) * len(starts), 0, enabled=show_progress)
     for i, method in enumerate(methods):
@@ -107,7 +124,7 @@ def per_example(
             else:
                 todo.append(metric)
         fns = {m: _metric_fn(apply_fn, method, m, settings, surrogate_apply_fn) for m in todo}
-        values: dict[str, list] = {}
+        values: dict[str, list[np.ndarray]] = {}
         for b, start in enumerate(starts):
             sl = slice(start, start + batch_size)
             xb, tb = jnp.asarray(x[sl]), jnp.asarray(target[sl])
@@ -181,13 +198,14 @@ def evaluate(
     n = min(num_examples, len(split_data.images))
     x, labels = np.asarray(split_data.images[:n]), np.asarray(split_data.labels[:n])
     extras = {k: np.asarray(v[:n]) for k, v in split_data.extras.items() if k == "bbox"}
+    extras["labels"] = labels.astype(np.int32)  # true labels, for robust accuracy
     if metric_names is None:
         metric_names = [
             m for m in metric_suite.METRICS if metric_suite.needs(m) != "boxes" or "bbox" in extras
         ]
     check_metrics(metric_names)
     apply_fn = trained.model.apply_fn
-    preds = np.asarray(jnp.argmax(apply_fn(trained.params, x), -1)).astype(np.int32)
+    preds = np.asarray(jnp.argmax(apply_fn(trained.params, jnp.asarray(x)), -1)).astype(np.int32)
     surrogate = None
     if cfg.activation == "relu":
         kwargs = dict(cfg.model_kwargs)

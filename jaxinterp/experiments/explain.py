@@ -9,12 +9,14 @@ import functools
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attribution, data, metrics
+from jaxinterp.core.protocols import ApplyFn
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -39,7 +41,7 @@ def attribution_fn(apply_fn: Callable, method: str) -> Callable:
     architecture share the compiled code."""
     explain = attribution.EXPLAINERS.build(method)
 
-    def run(params, x, target, key):
+    def run(params: Any, x: jax.Array, target: jax.Array, key: jax.Array) -> jax.Array:
         return explain(apply_fn, params, x, target, key=key)
 
     return jax.jit(run)
@@ -52,7 +54,13 @@ def heatmap(a: np.ndarray) -> np.ndarray:
 
 
 def compute_attributions(
-    apply_fn, params, x: np.ndarray, target: np.ndarray, methods: Sequence[str], *, seed: int = 0
+    apply_fn: ApplyFn,
+    params: Any,
+    x: np.ndarray,
+    target: np.ndarray,
+    methods: Sequence[str],
+    *,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]``."""
     check_methods(methods)
@@ -66,7 +74,13 @@ def compute_attributions(
     return out
 
 
-def plot_grid(x: np.ndarray, labels, preds, maps: dict[str, np.ndarray], out: str) -> None:
+def plot_grid(
+    x: np.ndarray,
+    labels: Sequence[int],
+    preds: Sequence[int],
+    maps: dict[str, np.ndarray],
+    out: str,
+) -> None:
     """Writes a PNG: one row per example (the input, then each ``[B, H, W]`` map in [0, 1])."""
     import matplotlib
 
@@ -88,7 +102,8 @@ def plot_grid(x: np.ndarray, labels, preds, maps: dict[str, np.ndarray], out: st
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="Σ_c |attribution| / max")
+    if image is not None:  # at least one method was plotted
+        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="Σ_c |attribution| / max")
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
@@ -119,7 +134,7 @@ def explain(
     x = np.asarray(split_data.images[:num_examples])
     labels = np.asarray(split_data.labels[:num_examples])
     apply_fn = trained.model.apply_fn
-    preds = np.asarray(jnp.argmax(apply_fn(trained.params, x), -1)).astype(np.int32)
+    preds = np.asarray(jnp.argmax(apply_fn(trained.params, jnp.asarray(x)), -1)).astype(np.int32)
     seconds, maps = {}, {}
     for name in methods:
         t0 = time.perf_counter()

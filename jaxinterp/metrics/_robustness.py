@@ -28,7 +28,7 @@ ExplainFn = Callable[[jax.Array], jax.Array]
 """``explain_fn(x [B, ...]) -> [B, ...]``, shaped like ``x``."""
 
 
-def heatmap(attribution: jax.Array) -> jax.Array:
+def heatmap(attribution: jax.typing.ArrayLike) -> jax.Array:
     """The RPS heatmap ``h = Σ_c |a| / max Σ_c |a|`` per example, in ``[0, 1]``.
 
     ``[B, H, W, C] -> [B, H, W]`` (channels last; any ``[B, ..., C]`` with ``ndim >= 3``
@@ -148,7 +148,7 @@ def random_perturbation_similarity(
     h0 = heatmap(_check_explanation(explain_fn, x))
     deltas = jax.random.uniform(key, (num_draws, 1, *x.shape[1:]), x.dtype, -epsilon, epsilon)
 
-    def one(delta: jax.Array) -> jax.Array:
+    def one(delta: jax.Array) -> tuple[jax.Array, ...]:
         z = x + delta
         z = z if bounds is None else jnp.clip(z, bounds[0], bounds[1])
         h = heatmap(explain_fn(z))
