@@ -99,7 +99,10 @@ def cases(steps: int) -> dict[str, Callable[..., Callable]]:
         "targeted_manipulation": lambda f: (
             lambda p, x, y, k: (
                 attacks.targeted_manipulation(
-                    _grad_map, epsilon=eps, num_steps=steps, learning_rate=1e-3,
+                    _grad_map,
+                    epsilon=eps,
+                    num_steps=steps,
+                    learning_rate=1e-3,
                     target_map=attacks.frame_target(x.shape[1:3]),
                 )(f, p, x, y).x_adv
             )

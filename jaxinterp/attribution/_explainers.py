@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -133,6 +133,7 @@ def boundary_explainer(
         score_fn = class_score(apply_fn, params, y, score)
         if kind == "bsm":
             return bsm(score_fn, found.x_adv)
-        return big(score_fn, x, found.x_adv, num_steps=num_steps)
+        # big returns (φ, δ) only with return_delta=True, which is not passed here.
+        return cast(jax.Array, big(score_fn, x, found.x_adv, num_steps=num_steps))
 
     return explain

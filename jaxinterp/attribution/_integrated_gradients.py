@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +84,45 @@ def _baseline(baseline: Any, x: jax.Array) -> jax.Array:
             "several baselines [S, B, ...] use expected_integrated_gradients"
         )
     return checks.baseline(baseline, x)
+
+
+@overload
+def integrated_gradients(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    *,
+    baseline: float | jax.Array | None = ...,
+    num_steps: int = ...,
+    method: str = ...,
+    chunk_size: int | None = ...,
+    return_delta: Literal[False] = ...,
+) -> jax.Array: ...
+
+
+@overload
+def integrated_gradients(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    *,
+    baseline: float | jax.Array | None = ...,
+    num_steps: int = ...,
+    method: str = ...,
+    chunk_size: int | None = ...,
+    return_delta: Literal[True],
+) -> tuple[jax.Array, jax.Array]: ...
+
+
+@overload
+def integrated_gradients(
+    score_fn: ScoreFn,
+    x: jax.Array,
+    *,
+    baseline: float | jax.Array | None = ...,
+    num_steps: int = ...,
+    method: str = ...,
+    chunk_size: int | None = ...,
+    return_delta: bool,
+) -> jax.Array | tuple[jax.Array, jax.Array]: ...
 
 
 def integrated_gradients(

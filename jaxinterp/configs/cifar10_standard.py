@@ -5,8 +5,10 @@ weight decay 4e-5, batch 128, gradient clipping at norm 0.5. Needs the data:
 `jaxinterp prepare --dataset cifar10`.
 """
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("standard", "cifar10")

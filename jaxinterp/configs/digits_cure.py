@@ -1,7 +1,9 @@
 """Curvature regularization by finite differences, CURE (METHODS §1.5) on digits."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("cure", "digits")

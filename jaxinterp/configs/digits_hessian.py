@@ -1,7 +1,9 @@
 """Hessian norm by Hutchinson probes (METHODS §1.2) on digits."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("hessian", "digits")

@@ -1,7 +1,9 @@
 """Local gradient alignment, l2 + cosine (METHODS §1.3; Joo et al. 2023) on digits."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("lga", "digits")

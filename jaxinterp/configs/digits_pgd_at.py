@@ -1,7 +1,9 @@
 """PGD adversarial training (Madry et al. 2018, METHODS §1.6) on digits."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("pgd_at", "digits")

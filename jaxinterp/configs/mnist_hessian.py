@@ -1,8 +1,10 @@
 """Hessian norm by Hutchinson probes (METHODS §1.2) on mnist.
 Needs the data: `jaxinterp prepare --dataset mnist`."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("hessian", "mnist")

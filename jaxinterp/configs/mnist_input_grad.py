@@ -1,8 +1,10 @@
 """Input-gradient norm (double backprop, METHODS §1.1) on mnist.
 Needs the data: `jaxinterp prepare --dataset mnist`."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("input_grad", "mnist")

@@ -3,8 +3,10 @@
 Needs the data: `jaxinterp prepare --dataset mnist`.
 """
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("standard", "mnist")

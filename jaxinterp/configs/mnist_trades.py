@@ -1,8 +1,10 @@
 """TRADES with beta = 6 (Zhang et al. 2019, METHODS §1.6) on mnist.
 Needs the data: `jaxinterp prepare --dataset mnist`."""
 
+import ml_collections
+
 from jaxinterp.experiments.defaults import experiment_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return experiment_config("trades", "mnist")

@@ -5,8 +5,10 @@ config's own schedule; there is no localisation data, so that part of claim 3 is
 Run: `jaxinterp reproduce --config reproduce_mnist --out runs/reproduce_mnist`.
 """
 
+import ml_collections
+
 from jaxinterp.experiments.study import study_config
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     return study_config("mnist")

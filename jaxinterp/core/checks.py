@@ -19,7 +19,7 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -312,7 +312,7 @@ def baseline(value: Any, x: jax.Array, name: str = "baseline") -> jax.Array:
     if value is None:
         return jnp.zeros_like(x)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return jnp.full_like(x, value)
+        return jnp.full_like(x, cast(float, value))  # numbers.Real is not in jax's ArrayLike.
     shape = jnp.shape(value)
     target = x.shape if len(shape) == x.ndim else x.shape[1:]
     try:

@@ -127,7 +127,8 @@ def make_canvas(digit: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray, 
     return canvas[..., None], bbox, mask
 
 
-class _EmbeddedDigitsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+# tfds is untyped: mypy checks the class keyword against object.__init_subclass__.
+class _EmbeddedDigitsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
     """Shared logic of the embedded-digits builders (a base class, not registered with TFDS)."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -13,6 +13,7 @@ import functools
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -191,7 +192,7 @@ def _boundary_fns(apply_fn: Callable, cw_binary_search_steps: int) -> tuple[Call
     gives ``(found, BIG, cos(∇f_y(x), ∇f_y(x')))``; ``ig(params, x, target, baseline)``."""
     search = attacks.boundary_search(cw_binary_search_steps=cw_binary_search_steps)
 
-    def boundary(params, x, target, key):
+    def boundary(params: Any, x: jax.Array, target: jax.Array, key: jax.Array):
         r = search(apply_fn, params, x, target, key=key)
         s = attribution.class_score(apply_fn, params, target, "logit")
         g, g_b = attribution.gradient(s, x), attribution.gradient(s, r.point)
@@ -201,7 +202,7 @@ def _boundary_fns(apply_fn: Callable, cw_binary_search_steps: int) -> tuple[Call
             metrics.cosine_similarity(g, g_b),
         )
 
-    def ig(params, x, target, baseline):
+    def ig(params: Any, x: jax.Array, target: jax.Array, baseline: jax.Array) -> jax.Array:
         s = attribution.class_score(apply_fn, params, target, "logit")
         return attribution.integrated_gradients(s, x, baseline=baseline, num_steps=32)
 
@@ -289,7 +290,7 @@ def claim_3(lab: Lab) -> dict:
         ]
         loc_columns = list(loc["standard (localisation data)"])
         loc_rows = [["model"] + loc_columns] + table(loc, loc_columns)
-    result = {
+    result: dict[str, Any] = {
         "id": 3,
         "title": "Boundary attributions (Wang et al.)",
         "statement": "BIG is less baseline-sensitive than IG and more concentrated (energy game) "

@@ -25,6 +25,8 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     """
     path = configs.resolve(path)
     spec = importlib.util.spec_from_file_location("jaxinterp_user_config", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"config file {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):

@@ -65,7 +65,13 @@ class Lab:
     def predictions(self, m: Model, x: np.ndarray) -> np.ndarray:
         return np.asarray(jnp.argmax(m.apply_fn(m.params, x), -1)).astype(np.int32)
 
-    def values(self, m: Model, methods, metric_names, split=None) -> dict:
+    def values(
+        self,
+        m: Model,
+        methods: Sequence[str],
+        metric_names: Sequence[str],
+        split: data.Split | None = None,
+    ) -> dict:
         """Per-example values ``{method: {"metric/value": [N]}}`` of model ``m``."""
         x, _, extras = self.xy(split)
         out, _ = per_example(
@@ -97,7 +103,7 @@ def order(label: str, named: list[tuple[str, float]], higher_first: bool) -> dic
     holds = all((a > b) if higher_first else (a < b) for a, b in pairs)
     sign = " > " if higher_first else " < "
     shown = sign.join(f"{n} ({v:.4g})" for n, v in named)
-    check = {"check": f"{label}: {shown}", "holds": bool(holds)}
+    check: dict[str, Any] = {"check": f"{label}: {shown}", "holds": bool(holds)}
     if any(np.isnan(v) for v in vals):
         check["check"] += " (not measured: no example qualified)"
         check["measured"] = False
@@ -122,7 +128,9 @@ def means(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, fl
     return {r: {c: float(np.mean(v)) for c, v in cols.items()} for r, cols in per_seed.items()}
 
 
-def collect(lab: Lab, names: Sequence[str], measure: Callable[[Model], dict[str, float]]):
+def collect(
+    lab: Lab, names: Sequence[str], measure: Callable[[Model], dict[str, float]]
+) -> dict[str, dict[str, list[float]]]:
     """``{model name: {column: [value per seed]}}``."""
     out: dict[str, dict[str, list[float]]] = {}
     for name in names:

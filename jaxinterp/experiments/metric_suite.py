@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -119,7 +119,8 @@ def _topk_attack(c: Case) -> dict[str, jax.Array]:
 
 def _targeted_attack(c: Case) -> dict[str, jax.Array]:
     s = c.settings
-    frame = attacks.frame_target(c.x.shape[1:3], width=max(1, c.x.shape[1] // 8))
+    h, w = c.x.shape[1:3]  # x is [B, H, W, C]
+    frame = attacks.frame_target((h, w), width=max(1, h // 8))
     attack = attacks.targeted_manipulation(
         c.explain_fn,
         epsilon=s.attribution_epsilon,
@@ -133,8 +134,16 @@ def _targeted_attack(c: Case) -> dict[str, jax.Array]:
 
 
 def _rps(c: Case) -> dict[str, jax.Array]:
-    return metrics.random_perturbation_similarity(
-        c.explain_at, c.x, key=c.key, epsilon=c.settings.rps_epsilon, similarity=("pearson", "ssim")
+    # A tuple of similarities gives a dict of them (a single name gives one array).
+    return cast(
+        dict[str, jax.Array],
+        metrics.random_perturbation_similarity(
+            c.explain_at,
+            c.x,
+            key=c.key,
+            epsilon=c.settings.rps_epsilon,
+            similarity=("pearson", "ssim"),
+        ),
     )
 
 

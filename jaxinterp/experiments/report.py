@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from jaxinterp.experiments.explain import compute_attributions, heatmap, plot_grid
+from jaxinterp.experiments.lab import Lab
 
 __all__ = ["FIGURE_METHODS", "figures", "markdown"]
 
@@ -92,7 +93,7 @@ def _bars(claim: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
-def figures(lab, study: ml_collections.ConfigDict, out: str, claims: list[dict]) -> list[str]:
+def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[dict]) -> list[str]:
     """Attribution grids per model (first seed) and one metric bar chart per claim."""
     os.makedirs(out, exist_ok=True)
     paths = []
@@ -104,13 +105,14 @@ def figures(lab, study: ml_collections.ConfigDict, out: str, claims: list[dict])
     if lab.localisation:
         models["localisation_standard"] = lab.localisation[seed]
     for name, m in models.items():
-        xs = x
+        xs, labels = x, y
         if name.startswith("localisation"):
-            xs = np.asarray(lab.localisation_test.images[:n])
+            loc = lab.localisation_test
+            assert loc is not None  # A localisation model comes with its test split.
+            xs, labels = np.asarray(loc.images[:n]), loc.labels[:n]
         pred = np.asarray(jnp.argmax(m.apply_fn(m.params, xs), -1)).astype(np.int32)
         maps = compute_attributions(m.apply_fn, m.params, xs, pred, FIGURE_METHODS, seed=seed)
         path = os.path.join(out, f"attributions_{name}.png")
-        labels = y if not name.startswith("localisation") else lab.localisation_test.labels[:n]
         plot_grid(xs, labels, pred, {k: heatmap(v) for k, v in maps.items()}, path)
         paths.append(path)
     for claim in claims:

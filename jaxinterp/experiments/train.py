@@ -6,11 +6,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxinterp import data, training
 from jaxinterp.data import batching
@@ -67,7 +69,13 @@ def _local_batch(split: data.Split, indices: np.ndarray) -> dict[str, np.ndarray
     return {"image": split.images[local], "label": split.labels[local]}
 
 
-def evaluate(eval_step, params, split: data.Split, batch_size: int, mesh) -> dict[str, float]:
+def evaluate(
+    eval_step: Callable[[Any, dict[str, jax.Array]], dict[str, jax.Array]],
+    params: Any,
+    split: data.Split,
+    batch_size: int,
+    mesh: Mesh,
+) -> dict[str, float]:
     """Accuracy and mean loss of ``params`` on every example of ``split``."""
     sums = None
     for idx, mask in batching.eval_batches(len(split), batch_size):

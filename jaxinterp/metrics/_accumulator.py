@@ -44,7 +44,7 @@ class Accumulator(NamedTuple):
       variances", COMPSTAT 1982; Welford, Technometrics 1962.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # The public field shadows tuple.count.
     mean: jax.Array
     m2: jax.Array
 

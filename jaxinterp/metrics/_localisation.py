@@ -9,6 +9,7 @@ provides). Attributions are ``[B, H, W, C]`` (channels last, summed over ``C``) 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -20,7 +21,7 @@ from jaxinterp.core.ops import row_sum, safe_div
 __all__ = ["box_mask", "energy_game", "pointing_game"]
 
 
-def box_mask(bbox: jax.Array, shape: tuple[int, int]) -> jax.Array:
+def box_mask(bbox: jax.Array, shape: Sequence[int]) -> jax.Array:
     """Boolean masks ``[B, H, W]`` of bounding boxes ``[B, 4] = (ymin, xmin, ymax, xmax)``.
 
     Pixel ``(i, j)`` is inside when its centre is: ``ymin <= i + ½ < ymax`` and

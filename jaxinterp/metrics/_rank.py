@@ -106,7 +106,8 @@ def _kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
         return tuple(c + s.astype(jnp.float32) for c, s in zip(carry, sums, strict=True)), None
 
     zero = jnp.zeros(a.shape[:1], jnp.float32)
-    (both, tied_a, tied_b), _ = jax.lax.scan(body, (zero, zero, zero), (index, valid))
+    init: tuple[jax.Array, ...] = (zero, zero, zero)
+    (both, tied_a, tied_b), _ = jax.lax.scan(body, init, (index, valid))
     den = jnp.sqrt(tied_a) * jnp.sqrt(tied_b)  # Each pair is counted twice: (i, j), (j, i).
     ok = den > 0
     return jnp.where(ok, jnp.clip(both / jnp.where(ok, den, 1.0), -1.0, 1.0), 0.0)

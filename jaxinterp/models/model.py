@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -111,7 +111,8 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
         return module.init(key, sample_x)["params"]
 
     def apply_fn(params: Params, x: jax.Array) -> jax.Array:
-        return module.apply({"params": params}, x)
+        # Linen types apply() as "output or (output, state)"; without mutable= it is the output.
+        return cast(jax.Array, module.apply({"params": params}, x))
 
     def features_fn(params: Params, x: jax.Array) -> dict[str, jax.Array]:
         _, state = module.apply({"params": params}, x, mutable=["intermediates"])
@@ -147,10 +148,10 @@ def from_nnx(module: nnx.Module) -> tuple[ApplyFn, Params]:
         >>> apply_fn, params = from_nnx(net)
         >>> grads = jax.grad(lambda p: apply_fn(p, x).sum())(params)
     """
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    graphdef, params, *rest = nnx.split(module, nnx.Param, ...)  # rest: the one non-Param state
 
     def apply_fn(params: Params, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, params, rest)(x)
+        return nnx.merge(graphdef, params, *rest)(x)
 
     return apply_fn, params
 

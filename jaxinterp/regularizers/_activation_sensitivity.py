@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.protocols import ApplyFn
 
 from ._engine import IMPLS, check_impl
 
@@ -169,7 +170,9 @@ def activation_sensitivity(
             f"layer_weights names {sorted(set(weights) - set(layers))} are not in layers {layers}"
         )
 
-    def penalty(apply_fn, params, x, y, *, key):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         del apply_fn, y
         feats = dict(features_fn(params, x))
         names = layers if layers is not None else tuple(sorted(feats))

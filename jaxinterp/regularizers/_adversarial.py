@@ -7,6 +7,8 @@ so there is one implementation (no ``impl`` switch).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -15,7 +17,7 @@ from jaxinterp import attacks
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.losses import ce_loss
-from jaxinterp.core.protocols import Penalty
+from jaxinterp.core.protocols import ApplyFn, Penalty
 
 __all__ = ["adversarial_training", "trades"]
 
@@ -44,7 +46,9 @@ def adversarial_training(
         epsilon=epsilon, num_steps=num_steps, step_size=step_size, norm=norm, bounds=bounds
     )
 
-    def penalty(apply_fn, params, x, y, *, key):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         x_adv = attack(apply_fn, params, x, y, key=key)
         logits = apply_fn(params, x_adv)
         loss = jnp.mean(ce_loss(logits, y))
@@ -82,14 +86,16 @@ def trades(
     attacks.pgd(epsilon=epsilon, num_steps=num_steps, step_size=step_size, bounds=bounds)
     alpha = checks.step_size(step_size, epsilon, num_steps)
 
-    def penalty(apply_fn, params, x, y, *, key):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         frozen = jax.lax.stop_gradient(params)
         log_p = jax.lax.stop_gradient(jax.nn.log_softmax(apply_fn(frozen, x)))
 
-        def objective(z):
+        def objective(z: jax.Array) -> jax.Array:
             return jnp.sum(_kl(log_p, jax.nn.log_softmax(apply_fn(frozen, z))))
 
-        def project(z):
+        def project(z: jax.Array) -> jax.Array:
             z = jnp.clip(z, x - epsilon, x + epsilon)
             return z if bounds is None else jnp.clip(z, *bounds)
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.protocols import ApplyFn
 
 __all__ = ["Penalty", "combine"]
 
@@ -46,7 +47,9 @@ def combine(
         checks.function(f"penalty {name!r}", spec[1])
     names = sorted(named)
 
-    def combined(apply_fn, params, x, y, *, key):
+    def combined(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         total = jnp.zeros((), jnp.float32)
         terms: dict[str, jax.Array] = {}
         for i, name in enumerate(names):

@@ -95,12 +95,12 @@ def penalize_input_gradients(
     known = known or {}
     frozen = jax.lax.stop_gradient(params)
     todo = [i for i in range(n) if i not in known]
-    gs = dict(known)
+    found = dict(known)
     if todo:
         batch = jnp.concatenate([xs[i] for i in todo])
         grads = input_gradient(apply_fn, frozen, batch, jnp.concatenate([y] * len(todo)), score)
-        gs.update(zip(todo, jnp.split(grads, len(todo)), strict=True))
-    gs = [jax.lax.stop_gradient(gs[i]) for i in range(n)]
+        found.update(zip(todo, jnp.split(grads, len(todo)), strict=True))
+    gs = [jax.lax.stop_gradient(found[i]) for i in range(n)]
     (value, diags), dirs = jax.value_and_grad(functional, argnums=tuple(range(n)), has_aux=True)(
         *gs
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.ops import flat
+from jaxinterp.core.protocols import ApplyFn
 
 from ._engine import (
     check_impl,
@@ -44,10 +46,12 @@ def input_gradient_norm(*, score: str = "loss", impl: str = "fast") -> Callable:
     check_score(score)
     check_impl(impl)
 
-    def functional(g):
+    def functional(g: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         return jnp.mean(jnp.sum(flat(g) ** 2, axis=1)), {}
 
-    def penalty(apply_fn, params, x, y, *, key=None):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         return penalize_input_gradients(functional, apply_fn, params, [x], y, score, impl)
 
     return penalty
@@ -100,7 +104,7 @@ def gradient_alignment(
     check_impl(impl)
     scale = jnp.asarray([epsilon] if std is None else [epsilon / s for s in std], jnp.float32)
 
-    def functional(g, g_near):
+    def functional(g: jax.Array, g_near: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         if detach_source:
             g = jax.lax.stop_gradient(g)
         a, b = flat(g), flat(g_near)
@@ -110,7 +114,9 @@ def gradient_alignment(
         cosd = jnp.mean((1.0 - cos) / 2.0)
         return lambda_l2 * l2 + lambda_cos * cosd, {"l2": l2, "cosd": cosd}
 
-    def penalty(apply_fn, params, x, y, *, key):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         if std is not None and x.shape[-1] != len(std):
             raise ValueError(f"std has {len(std)} channels but x has {x.shape[-1]}")
         eps = scale.astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
@@ -150,10 +156,12 @@ def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "autodif
     check_score(score)
     check_impl(impl)
 
-    def functional(g, g_near):
+    def functional(g: jax.Array, g_near: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         return jnp.mean(jnp.sum((flat(g_near) - flat(g)) ** 2, axis=1)), {}
 
-    def penalty(apply_fn, params, x, y, *, key=None):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         g = input_gradient(apply_fn, jax.lax.stop_gradient(params), x, y, score)
         s = jnp.sign(g)
         norm = jnp.maximum(jnp.linalg.norm(flat(s), axis=1), 1e-12)

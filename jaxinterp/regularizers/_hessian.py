@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.protocols import ApplyFn
 
 from ._engine import check_impl, check_score, summed_score
 
@@ -17,7 +19,9 @@ DISTRIBUTIONS = ("gaussian", "rademacher")
 """Distributions of the Hutchinson probes of :func:`hessian_norm`."""
 
 
-def _probes(key, shape, num_probes, distribution, dtype):
+def _probes(
+    key: jax.Array, shape: Sequence[int], num_probes: int, distribution: str, dtype: Any
+) -> jax.Array:
     if distribution == "gaussian":
         return jax.random.normal(key, (num_probes, *shape), dtype)
     return jax.random.rademacher(key, (num_probes, *shape), dtype)
@@ -61,11 +65,13 @@ def hessian_norm(
     check_score(score)
     check_impl(impl)
 
-    def penalty(apply_fn, params, x, y, *, key):
+    def penalty(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         vs = _probes(key, x.shape, num_probes, distribution, x.dtype)
         denom = x.shape[0] * num_probes
 
-        def hvp(p, v):
+        def hvp(p: Any, v: jax.Array) -> jax.Array:
             grad_s = jax.grad(summed_score(apply_fn, p, y, score))
             return jax.jvp(grad_s, (x,), (v,))[1]
 
@@ -76,7 +82,8 @@ def hessian_norm(
         value = jnp.sum(hv**2) / denom
         s = summed_score(apply_fn, params, y, score)
 
-        def second_directional(v, u):  # vᵀ H u, forward-over-forward
+        def second_directional(v: jax.Array, u: jax.Array) -> jax.Array:
+            # vᵀ H u, forward-over-forward
             return jax.jvp(lambda z: jax.jvp(s, (z,), (u,))[1], (x,), (v,))[1]
 
         surrogate = 2.0 * jnp.sum(jax.vmap(second_directional)(vs, hv)) / denom

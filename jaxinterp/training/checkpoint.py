@@ -24,7 +24,7 @@ class Checkpointer:
       max_to_keep: how many of the latest checkpoints to keep.
     """
 
-    def __init__(self, directory: str, *, max_to_keep: int = 3):
+    def __init__(self, directory: str, *, max_to_keep: int = 3) -> None:
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
         self.directory = os.path.abspath(directory)

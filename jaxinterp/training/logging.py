@@ -20,7 +20,7 @@ class MetricsWriter:
     its last checkpoint) are dropped, so the file reads as one uninterrupted run.
     """
 
-    def __init__(self, path: str, *, resume_step: int = 0, enabled: bool = True):
+    def __init__(self, path: str, *, resume_step: int = 0, enabled: bool = True) -> None:
         self.path = path
         self.enabled = enabled
         if not enabled:
@@ -40,7 +40,7 @@ class MetricsWriter:
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": int(step)}
+        record: dict[str, Any] = {"step": int(step)}
         for k, v in metrics.items():
             v = float(v) if not isinstance(v, str) else v
             record[k] = v if not isinstance(v, float) or math.isfinite(v) else str(v)

@@ -41,7 +41,7 @@ def initialize_distributed(
     """
     if jax.distributed.is_initialized():
         return
-    kwargs = {
+    kwargs: dict[str, Any] = {
         k: v
         for k, v in dict(
             coordinator_address=coordinator_address,

@@ -8,6 +8,7 @@ compiles once and runs unchanged on one device, N devices or N processes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -53,10 +54,13 @@ def make_train_step(
       and ``lr``.
     """
 
-    def loss_fn(params, batch, key):
+    def loss_fn(
+        params: Any, batch: Batch, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         x, y = batch["image"], batch["label"]
         logits = apply_fn(params, x)
         ce = jnp.mean(cross_entropy(logits, y))
+        terms: dict[str, jax.Array]
         if penalty is None:
             reg, terms = jnp.zeros((), ce.dtype), {}
         else:
@@ -64,7 +68,7 @@ def make_train_step(
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
         return ce_weight * ce + reg, {"ce": ce, "penalty": reg, "accuracy": accuracy, **terms}
 
-    def train_step(state: TrainState, batch: Batch):
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         key = jax.random.fold_in(state.key, state.step)
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -72,7 +76,9 @@ def make_train_step(
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
         if schedule is not None:
             metrics["lr"] = schedule(state.step)
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        new_state = dataclasses.replace(
+            state, step=state.step + 1, params=params, opt_state=opt_state
+        )
         return new_state, metrics
 
     return train_step
@@ -86,7 +92,7 @@ def make_eval_step(
     Returns sums (``count``, ``correct``, ``loss``) so batches merge by addition.
     """
 
-    def eval_step(params, batch: Batch):
+    def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
         logits = apply_fn(params, batch["image"])
         mask = batch["mask"].astype(logits.dtype)
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(logits.dtype)
