@@ -184,9 +184,7 @@ def boundary_search(
         pgd_step_size = checks.positive("pgd_step_size", pgd_step_size)
     checks.one_of("pgd_loss", pgd_loss, ("ce", "margin"))
     get_loss(pgd_loss)
-    if bounds is None:
-        raise ValueError("bounds must be a finite pair (lo, hi): CW's tanh box needs one")
-    bounds = checks.bounds(bounds)
+    bounds = checks.box(bounds, "CW's tanh box")
     ladders = {
         start: [
             pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2",

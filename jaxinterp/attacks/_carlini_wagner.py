@@ -102,9 +102,7 @@ def carlini_wagner_l2(
     learning_rate = checks.positive("learning_rate", learning_rate)
     initial_const = checks.positive("initial_const", initial_const)
     confidence = checks.nonnegative("confidence", confidence)
-    if bounds is None:
-        raise ValueError("bounds must be a finite pair (lo, hi): the tanh box needs one")
-    lo, hi = checks.bounds(bounds)
+    lo, hi = checks.box(bounds, "the tanh box")
     opt = optax.adam(learning_rate)
 
     def attack(

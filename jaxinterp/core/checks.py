@@ -19,7 +19,7 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,7 @@ __all__ = [
     "array",
     "baseline",
     "bounds",
+    "box",
     "chunk_size",
     "epsilon_in_bounds",
     "function",
@@ -209,6 +210,10 @@ def one_of(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+@overload
+def function(name: str, value: Any, *, optional: Literal[False] = False) -> Callable[..., Any]: ...
+@overload
+def function(name: str, value: Any, *, optional: bool) -> Callable[..., Any] | None: ...
 def function(name: str, value: Any, *, optional: bool = False) -> Callable[..., Any] | None:
     """``value`` if it is callable (or ``None`` with ``optional``), else ``ArgumentTypeError``."""
     if value is None and optional:
@@ -229,6 +234,15 @@ def bounds(value: Any, name: str = "bounds") -> tuple[float, float] | None:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name} must be finite with lo < hi, got {value!r}")
     return lo, hi
+
+
+def box(value: Any, needed_by: str, name: str = "bounds") -> tuple[float, float]:
+    """A finite pair ``(lo, hi)`` that ``needed_by`` requires (``None`` is refused)."""
+    if value is None:
+        raise ValueError(f"{name} must be a finite pair (lo, hi): {needed_by} needs one")
+    out = bounds(value, name)
+    assert out is not None
+    return out
 
 
 def epsilon_in_bounds(epsilon: float, box: tuple[float, float] | None) -> None:

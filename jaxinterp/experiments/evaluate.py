@@ -40,11 +40,11 @@ def check_metrics(names: Sequence[str]) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _metric_fn(
-    apply_fn: ApplyFn,
+    apply_fn: Callable[..., jax.Array],
     method: str,
     metric: str,
     settings: metric_suite.Settings,
-    surrogate: ApplyFn | None,
+    surrogate: Callable[..., jax.Array] | None,
 ) -> Callable[..., dict[str, jax.Array]]:
     """``jit(run)(params, x, target, attr, key, method_key, extras)``, cached so that models
     sharing an ``apply_fn`` (one architecture) share the compiled code."""
@@ -73,7 +73,7 @@ def _metric_fn(
 
 
 def per_example(
-    apply_fn: ApplyFn,
+    apply_fn: Callable[..., jax.Array],
     params: Any,
     x: np.ndarray,
     target: np.ndarray,
@@ -84,7 +84,7 @@ def per_example(
     settings: metric_suite.Settings | None = None,
     batch_size: int = 64,
     seed: int = 0,
-    surrogate_apply_fn: ApplyFn | None = None,
+    surrogate_apply_fn: Callable[..., jax.Array] | None = None,
     show_progress: bool = True,
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Per-example metric values of each method's attributions of ``target`` at ``x``.

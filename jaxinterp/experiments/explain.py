@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attribution, data, metrics
-from jaxinterp.core.protocols import ApplyFn
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -54,7 +53,7 @@ def heatmap(a: np.ndarray) -> np.ndarray:
 
 
 def compute_attributions(
-    apply_fn: ApplyFn,
+    apply_fn: Callable[..., jax.Array],
     params: Any,
     x: np.ndarray,
     target: np.ndarray,
@@ -76,8 +75,8 @@ def compute_attributions(
 
 def plot_grid(
     x: np.ndarray,
-    labels: Sequence[int],
-    preds: Sequence[int],
+    labels: np.ndarray,
+    preds: np.ndarray,
     maps: dict[str, np.ndarray],
     out: str,
 ) -> None:

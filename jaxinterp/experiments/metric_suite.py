@@ -255,7 +255,7 @@ METRICS.register("robust_accuracy", _robust_accuracy, summary="robust accuracy: 
 
 
 # Metrics that explain other inputs only (never the attribution at ``x``).
-NO_ATTRIBUTION = ("retrieval",)
+NO_ATTRIBUTION = ("retrieval", "robust_accuracy")
 
 
 def needs(metric: str) -> str | None:
