@@ -56,7 +56,7 @@ def test_bad_penalty_config_is_one_line(tmp_path, data_dir, capsys):
     config = os.path.join(CONFIGS, "digits_lga.py")
     status = _train(tmp_path, data_dir, config, "--config.penalties.lga.epsilon=3.0")
     assert status == 2
-    assert "epsilon must be in (0, 1]" in capsys.readouterr().err
+    assert "epsilon must be a finite number > 0 and <= 1" in capsys.readouterr().err
     status = _train(tmp_path, data_dir, config, "--config.penalties.lga.penalty=nope")
     assert status == 2
     assert "unknown penalty 'nope'" in capsys.readouterr().err
