@@ -41,6 +41,7 @@ from ._integrated_gradients import (
     integrated_gradients,
     quadrature,
 )
+from ._perturbation import occlusion, rise
 from ._regularized_adversarial import (
     l1_norm,
     regularized_adversarial,
@@ -72,6 +73,14 @@ EXPLAINERS.register("bsm", boundary_explainer, summary="gradient at the nearest 
 EXPLAINERS.register("big", boundary_explainer, summary="IG from the nearest boundary point",
                     kind="big", num_steps=32)  # fmt: skip
 EXPLAINERS.register("relex", relex, summary="RelEx mask over noisy copies")
+EXPLAINERS.register(
+    "occlusion", score_based(occlusion), summary="score drop under sliding windows",
+    window=4, stride=2, chunk_size=64,
+)  # fmt: skip
+EXPLAINERS.register(
+    "rise", score_based(rise), summary="RISE: random-mask weighted score",
+    score="softmax", num_masks=500, chunk_size=100,
+)  # fmt: skip
 # Shoshan & Ratner: smoothed, L1/TV-penalised PGD; the plain PGD perturbation as control.
 EXPLAINERS.register(
     "regadv", regularized_adversarial, summary="regularized adversarial |delta|",
@@ -102,9 +111,11 @@ __all__ = [
     "gradient_x_input",
     "integrated_gradients",
     "l1_norm",
+    "occlusion",
     "quadrature",
     "regularized_adversarial",
     "relex",
+    "rise",
     "score_based",
     "smooth",
     "smooth_explainer",
