@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reproduce(args)
         return _prepare(args)
     except NonFiniteError as e:
-        print(f"jaxinterp: error: {e}; stopped, the last good checkpoint is kept", file=sys.stderr)
+        print(f"jaxinterp: error: {e}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
         if os.environ.get("JAXINTERP_DEBUG"):

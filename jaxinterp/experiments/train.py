@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxinterp import data, training
+from jaxinterp.core import checks
 from jaxinterp.data import batching
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.penalties import build_penalty
@@ -42,6 +43,14 @@ def _check_config(c: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{name} must be a positive integer, got {c[name]!r}")
     if c.eval_every < 0:
         raise ValueError(f"config.eval_every must be >= 0 (0: only at the end), got {c.eval_every}")
+    # Non-finite hyperparameters would train to a non-finite state: refuse them up front.
+    checks.positive("config.learning_rate", c.learning_rate)
+    for name in ("weight_decay", "momentum", "grad_clip_norm", "ce_weight", "beta"):
+        if name in c:
+            checks.real(f"config.{name}", c[name])
+    for name, spec in c.penalties.items():
+        if isinstance(spec, ml_collections.ConfigDict) and "weight" in spec:
+            checks.real(f"config.penalties.{name}.weight", spec.weight)
 
 
 def _check_resume(workdir: str, config: dict[str, Any]) -> None:
@@ -92,13 +101,21 @@ def evaluate(
     }
 
 
-def _pull(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+def _kept(last_good: int | None) -> str:
+    if last_good is None:
+        return "stopped, no checkpoint was written"
+    return f"stopped, the last good checkpoint (step {last_good}) is kept"
+
+
+def _pull(pending: list[tuple[int, dict]], last_good: int | None) -> list[tuple[int, dict]]:
     """Fetches per-step metrics and stops the run at the first non-finite one."""
     fetched = [(s, jax.device_get(m)) for s, m in pending]
     for s, m in fetched:
         bad = [k for k, v in m.items() if not np.all(np.isfinite(v))]
         if bad:
-            raise training.NonFiniteError(f"non-finite {', '.join(bad)} at step {s}")
+            raise training.NonFiniteError(
+                f"non-finite {', '.join(bad)} at step {s}; {_kept(last_good)}"
+            )
     return fetched
 
 
@@ -175,6 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     pending: list[tuple[int, dict]] = []
     last_train: dict[str, float] = {}
     t0 = time.perf_counter()
+    checked = start  # the last step whose state was checked finite
     for step in range(start, config.num_steps):
         idx = batching.train_batch_indices(
             step, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
@@ -186,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         is_log = done % config.log_every == 0 or done == config.num_steps
         is_ckpt = done % config.checkpoint_every == 0 or done == config.num_steps
         if is_log or is_ckpt:
-            fetched = _pull(pending)
+            fetched = _pull(pending, ckpt.latest_step())
             pending = []
             last_train = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]}
         if is_log:
@@ -203,7 +221,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     flush=True,
                 )
         if is_ckpt:
+            # Only finite state is saved: params and optimizer state, checked on device.
+            if not training.all_finite((state.params, state.opt_state)):
+                when = f"at step {done}" if checked == done - 1 else f"by step {done}"
+                raise training.NonFiniteError(
+                    f"the update became non-finite {when} (params or optimizer state); "
+                    f"{_kept(ckpt.latest_step())}"
+                )
             ckpt.save(done, state)
+            checked = done
         if config.eval_every and done % config.eval_every == 0 and done != config.num_steps:
             writer.write(
                 done,

@@ -1,6 +1,6 @@
 """Train state, pure train/eval steps, data parallelism, checkpoints and logging."""
 
-from jaxinterp.training.checkpoint import Checkpointer
+from jaxinterp.training.checkpoint import Checkpointer, all_finite
 from jaxinterp.training.errors import NonFiniteError
 from jaxinterp.training.logging import MetricsWriter, progress_bar
 from jaxinterp.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
@@ -28,6 +28,7 @@ __all__ = [
     "MetricsWriter",
     "NonFiniteError",
     "TrainState",
+    "all_finite",
     "batch_sharding",
     "create_train_state",
     "cross_entropy",
