@@ -1,6 +1,7 @@
 """Reliability of `jaxinterp train`: only finite state is saved, atomic files, fallback to
 the last good checkpoint, one writer per workdir, honest resume."""
 
+import json
 import os
 
 import pytest
@@ -73,3 +74,51 @@ def test_non_finite_hyperparameters_are_refused(tmp_path, data_dir, capsys, over
     assert _train(w, data_dir, "--config.num_steps=3", override) == 2
     line = _error_line(capsys)
     assert line.startswith("jaxinterp: error: ") and message in line, line
+
+
+def test_rejected_config_writes_nothing_and_the_rerun_trains(tmp_path, data_dir, capsys):
+    w = tmp_path / "run"
+    assert _train(w, data_dir, "--config.num_steps=2", "--config.batch_size=99999999") == 2
+    assert "is larger than the training set" in _error_line(capsys)
+    assert not w.exists()
+    assert _train(w, data_dir, "--config.num_steps=2") == 0
+    assert _steps(w) == [2]
+
+
+def _metrics(tmp_path, lines):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(lines))
+    return str(path)
+
+
+def test_metrics_resume_swaps_in_a_cleaned_copy(tmp_path, monkeypatch):
+    lines = [json.dumps({"step": s, "train/loss": 1.0}) + "\n" for s in (1, 2, 3, 4)]
+    path = _metrics(tmp_path, [*lines, '{"step": 5, "tr'])
+    before = os.stat(path).st_ino
+    training.MetricsWriter(path, resume_step=4)  # only the cut line goes
+    assert open(path).read() == "".join(lines) and os.stat(path).st_ino != before
+    before = os.stat(path).st_ino
+    training.MetricsWriter(path, resume_step=4)  # nothing to drop: the file is untouched
+    assert os.stat(path).st_ino == before
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.MetricsWriter(path, resume_step=2)
+    assert open(path).read() == "".join(lines)  # a kill mid-resume leaves the file whole
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]  # and no temporary file
+    monkeypatch.undo()
+    w = training.MetricsWriter(path, resume_step=2)
+    w.write(3, {"train/loss": 0.5})
+    assert [json.loads(x)["step"] for x in open(path)] == [1, 2, 3]
+
+
+def test_json_is_written_atomically(tmp_path, monkeypatch):
+    path = str(tmp_path / "config.json")
+    training.write_json_atomic(path, {"a": 1})
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        training.write_json_atomic(path, {"a": 2})
+    assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path) == ["config.json"]

@@ -171,6 +171,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     eval_fn = training.jit_eval_step(training.make_eval_step(model.apply_fn), mesh)
 
+    # The batch size against the data: the last check that needs no workdir. Nothing is
+    # written to the workdir before here, so a rejected config leaves it untouched.
+    batching.train_batch_indices(
+        0, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
+    )
     os.makedirs(workdir, exist_ok=True)
     resolved = config_to_dict(config)
     _check_resume(workdir, resolved)
@@ -182,8 +187,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if start:
         state = ckpt.restore(state, start)
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(resolved, f, indent=2)
+        training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
     writer = training.MetricsWriter(
         os.path.join(workdir, "metrics.jsonl"), resume_step=start, enabled=is_main
     )

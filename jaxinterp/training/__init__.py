@@ -2,7 +2,12 @@
 
 from jaxinterp.training.checkpoint import Checkpointer, all_finite
 from jaxinterp.training.errors import NonFiniteError
-from jaxinterp.training.logging import MetricsWriter, progress_bar
+from jaxinterp.training.logging import (
+    MetricsWriter,
+    progress_bar,
+    write_atomic,
+    write_json_atomic,
+)
 from jaxinterp.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from jaxinterp.training.parallel import (
     batch_sharding,
@@ -44,4 +49,6 @@ __all__ = [
     "replicate",
     "replicated_sharding",
     "shard_batch",
+    "write_atomic",
+    "write_json_atomic",
 ]
