@@ -4,6 +4,7 @@ the last good checkpoint, one writer per workdir, honest resume."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from jaxinterp import cli, training
@@ -122,3 +123,79 @@ def test_json_is_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         training.write_json_atomic(path, {"a": 2})
     assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path) == ["config.json"]
+
+
+def _truncate_data(step_dir):
+    for root, _, files in os.walk(step_dir):
+        if os.path.basename(root) == "d":  # the array data files
+            for name in files:
+                with open(os.path.join(root, name), "r+b") as f:
+                    f.truncate(7)
+
+
+def _remove(name):
+    def corrupt(step_dir):
+        for root, _, files in os.walk(step_dir):
+            for f in files:
+                if f == name:
+                    os.remove(os.path.join(root, f))
+
+    return corrupt
+
+
+def _empty(step_dir):
+    import shutil
+
+    shutil.rmtree(step_dir)
+    os.mkdir(step_dir)
+
+
+def _saved_steps(directory, steps):
+    ckpt = training.Checkpointer(str(directory), max_to_keep=5)
+    for s in steps:
+        ckpt.save(s, {"w": np.full((4, 3), float(s), np.float32), "b": np.arange(3.0) + s})
+    return ckpt
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    "corrupt", [_truncate_data, _remove("_METADATA"), _remove("manifest.ocdbt"), _empty]
+)
+def test_checkpointer_falls_back_past_an_unreadable_checkpoint(tmp_path, corrupt):
+    _saved_steps(tmp_path, [1, 2, 3]).close()
+    corrupt(os.path.join(tmp_path, "3"))
+    ckpt, lines = training.Checkpointer(str(tmp_path)), []
+    target = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3)}
+    step, state = ckpt.restore_latest_good(target, report=lines.append)
+    assert step == 2 and float(state["w"][0, 0]) == 2.0
+    assert len(lines) == 1 and "checkpoint 3 in" in lines[0] and "moved to 3.corrupt" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3.corrupt"]
+    assert ckpt.latest_step() == 2
+    ckpt.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_resume_falls_back_past_a_truncated_checkpoint(tmp_path, data_dir, capsys):
+    w = tmp_path / "run"
+    args = ("--config.num_steps=3", "--config.checkpoint_every=1")
+    assert _train(w, data_dir, *args, "--config.num_steps=2") == 0
+    _truncate_data(os.path.join(w, "checkpoints", "2"))
+    capsys.readouterr()
+    assert _train(w, data_dir, *args) == 0
+    err = capsys.readouterr().err
+    warning = [x for x in err.splitlines() if "does not read back" in x]
+    assert len(warning) == 1 and "moved to 2.corrupt, resuming from step 1" in warning[0], err
+    assert "2.corrupt" in os.listdir(os.path.join(w, "checkpoints")) and _steps(w) == [1, 2, 3]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_no_readable_checkpoint_ends_with_one_line(tmp_path, data_dir, capsys):
+    w = tmp_path / "run"
+    args = ("--config.num_steps=2", "--config.checkpoint_every=1")
+    assert _train(w, data_dir, *args) == 0
+    for step in ("1", "2"):
+        _truncate_data(os.path.join(w, "checkpoints", step))
+    assert _train(w, data_dir, *args) == 2
+    line = _error_line(capsys)
+    assert f"no checkpoint in {w / 'checkpoints'} reads back (steps 2, 1" in line, line
+    assert _steps(w) == [1, 2]  # left in place

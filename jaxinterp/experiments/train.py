@@ -183,9 +183,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
     )
     state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-    start = ckpt.latest_step() or 0
-    if start:
-        state = ckpt.restore(state, start)
+    restored, state = ckpt.restore_latest_good(
+        state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
+    )
+    start = restored or 0
     if is_main:
         training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
     writer = training.MetricsWriter(

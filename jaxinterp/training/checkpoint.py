@@ -8,6 +8,7 @@ latest one with the shardings of the freshly built state.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -44,10 +45,10 @@ class Checkpointer:
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
         self.directory = os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(
+        self._options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or ``None``."""
@@ -71,6 +72,59 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_latest_good(
+        self, target: Any, *, report: Callable[[str], None] | None = None
+    ) -> tuple[int | None, Any]:
+        """``(step, state)`` of the newest checkpoint that reads back; ``(None, target)`` if none.
+
+        A checkpoint that fails to read (a truncated or missing file, an empty step
+        directory) is never guessed at: each one newer than the good one is reported in one
+        line to ``report`` and moved aside to ``<step>.corrupt`` (never deleted), and the
+        previous one is used.
+
+        Raises:
+          FileNotFoundError: there are checkpoints but none of them reads back (they are left
+            in place).
+        """
+        bad: list[tuple[int, str]] = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self.restore(target, step)
+            except Exception as e:  # any read failure: orbax, tensorstore, json, OS errors
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                bad.append((step, first[:200]))
+                # A failed read can leave the manager's view of the items behind: start afresh.
+                self._manager.close()
+                self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+                continue
+            for b, why in bad:
+                moved = self._move_aside(b)
+                if report is not None:
+                    report(
+                        f"checkpoint {b} in {self.directory} does not read back ({why}); "
+                        f"moved to {os.path.basename(moved)}, resuming from step {step}"
+                    )
+            if bad:
+                self._manager.close()
+                self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+            return step, state
+        if bad:
+            raise FileNotFoundError(
+                f"no checkpoint in {self.directory} reads back (steps "
+                f"{', '.join(str(b) for b, _ in bad)}; newest: {bad[0][1]}); "
+                f"move them aside or use a new --workdir"
+            )
+        return None, target
+
+    def _move_aside(self, step: int) -> str:
+        src = os.path.join(self.directory, str(step))
+        dst, n = f"{src}.corrupt", 1
+        while os.path.exists(dst):
+            dst, n = f"{src}.corrupt.{n}", n + 1
+        if jax.process_index() == 0:  # one process renames the shared directory
+            os.rename(src, dst)
+        return dst
 
     def close(self) -> None:
         self._manager.close()
