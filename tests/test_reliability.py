@@ -3,6 +3,8 @@ the last good checkpoint, one writer per workdir, honest resume."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -199,3 +201,28 @@ def test_no_readable_checkpoint_ends_with_one_line(tmp_path, data_dir, capsys):
     line = _error_line(capsys)
     assert f"no checkpoint in {w / 'checkpoints'} reads back (steps 2, 1" in line, line
     assert _steps(w) == [1, 2]  # left in place
+
+
+def test_a_second_trainer_on_the_workdir_is_refused(tmp_path, data_dir, capsys):
+    import fcntl
+
+    w = tmp_path / "run"
+    w.mkdir()
+    with open(w / ".lock", "w") as held:  # another open file: flock conflicts as across processes
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        held.write("pid 4242 on host elsewhere\n")
+        held.flush()
+        assert _train(w, data_dir, "--config.num_steps=2") == 2
+        line = _error_line(capsys)
+        assert f"workdir {w} is in use by another trainer (pid 4242 on host elsewhere" in line
+        assert sorted(os.listdir(w)) == [".lock"]  # nothing written
+    # A holder killed with SIGKILL leaves the file but no lock: the next trainer takes over.
+    lock = str(w / ".lock")
+    code = (
+        f"import fcntl, os; f = open({lock!r}, 'w'); fcntl.flock(f.fileno(), fcntl.LOCK_EX); "
+        "f.write(f'pid {os.getpid()} on host dead'); f.flush(); os.kill(os.getpid(), 9)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    assert "on host dead" in (w / ".lock").read_text()
+    assert _train(w, data_dir, "--config.num_steps=2") == 0
+    assert (w / ".lock").read_text().startswith(f"pid {os.getpid()} on host ")

@@ -177,76 +177,84 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         0, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
     )
     os.makedirs(workdir, exist_ok=True)
-    resolved = config_to_dict(config)
-    _check_resume(workdir, resolved)
-    ckpt = training.Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
-    )
-    state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-    restored, state = ckpt.restore_latest_good(
-        state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
-    )
-    start = restored or 0
-    if is_main:
-        training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
-    writer = training.MetricsWriter(
-        os.path.join(workdir, "metrics.jsonl"), resume_step=start, enabled=is_main
-    )
-
-    bar = training.progress_bar(config.num_steps, start, enabled=is_main)
-    pending: list[tuple[int, dict]] = []
-    last_train: dict[str, float] = {}
-    t0 = time.perf_counter()
-    checked = start  # the last step whose state was checked finite
-    for step in range(start, config.num_steps):
-        idx = batching.train_batch_indices(
-            step, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
+    # One writer: a second trainer on this workdir stops here (see training.WorkdirLock).
+    lock = training.WorkdirLock(workdir).acquire() if is_main else None
+    try:
+        resolved = config_to_dict(config)
+        _check_resume(workdir, resolved)
+        ckpt = training.Checkpointer(
+            os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
-        state, metrics = step_fn(state, parallel.shard_batch(_local_batch(train, idx), mesh))
-        pending.append((step + 1, metrics))
-        done = step + 1
-        bar.update(1)
-        is_log = done % config.log_every == 0 or done == config.num_steps
-        is_ckpt = done % config.checkpoint_every == 0 or done == config.num_steps
-        if is_log or is_ckpt:
-            fetched = _pull(pending, ckpt.latest_step())
-            pending = []
-            last_train = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]}
-        if is_log:
-            rate = (done - start) / (time.perf_counter() - t0)
-            writer.write(
-                done, {f"train/{k}": v for k, v in last_train.items()} | {"steps_per_sec": rate}
+        state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
+        restored, state = ckpt.restore_latest_good(
+            state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
+        )
+        start = restored or 0
+        if is_main:
+            training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
+        writer = training.MetricsWriter(
+            os.path.join(workdir, "metrics.jsonl"), resume_step=start, enabled=is_main
+        )
+
+        bar = training.progress_bar(config.num_steps, start, enabled=is_main)
+        pending: list[tuple[int, dict]] = []
+        last_train: dict[str, float] = {}
+        t0 = time.perf_counter()
+        checked = start  # the last step whose state was checked finite
+        for step in range(start, config.num_steps):
+            idx = batching.train_batch_indices(
+                step, num_examples=len(train), batch_size=config.batch_size, seed=config.seed
             )
-            bar.set_postfix(loss=f"{last_train['loss']:.4f}", acc=f"{last_train['accuracy']:.3f}")
-            if is_main and not sys.stderr.isatty():
-                print(
-                    f"step {done}/{config.num_steps} loss {last_train['loss']:.4f} "
-                    f"acc {last_train['accuracy']:.3f} ({rate:.1f} steps/s)",
-                    file=sys.stderr,
-                    flush=True,
+            state, metrics = step_fn(state, parallel.shard_batch(_local_batch(train, idx), mesh))
+            pending.append((step + 1, metrics))
+            done = step + 1
+            bar.update(1)
+            is_log = done % config.log_every == 0 or done == config.num_steps
+            is_ckpt = done % config.checkpoint_every == 0 or done == config.num_steps
+            if is_log or is_ckpt:
+                fetched = _pull(pending, ckpt.latest_step())
+                pending = []
+                last_train = {k: float(np.mean([m[k] for _, m in fetched])) for k in fetched[-1][1]}
+            if is_log:
+                rate = (done - start) / (time.perf_counter() - t0)
+                writer.write(
+                    done, {f"train/{k}": v for k, v in last_train.items()} | {"steps_per_sec": rate}
                 )
-        if is_ckpt:
-            # Only finite state is saved: params and optimizer state, checked on device.
-            if not training.all_finite((state.params, state.opt_state)):
-                when = f"at step {done}" if checked == done - 1 else f"by step {done}"
-                raise training.NonFiniteError(
-                    f"the update became non-finite {when} (params or optimizer state); "
-                    f"{_kept(ckpt.latest_step())}"
+                bar.set_postfix(
+                    loss=f"{last_train['loss']:.4f}", acc=f"{last_train['accuracy']:.3f}"
                 )
-            ckpt.save(done, state)
-            checked = done
-        if config.eval_every and done % config.eval_every == 0 and done != config.num_steps:
-            writer.write(
-                done,
-                {
-                    f"eval/{k}": v
-                    for k, v in evaluate(
-                        eval_fn, state.params, test, config.eval_batch_size, mesh
-                    ).items()
-                },
-            )
-    bar.close()
-    final_eval = evaluate(eval_fn, state.params, test, config.eval_batch_size, mesh)
-    writer.write(config.num_steps, {f"eval/{k}": v for k, v in final_eval.items()})
-    ckpt.close()
-    return {"step": config.num_steps, "eval": final_eval, "train": last_train}
+                if is_main and not sys.stderr.isatty():
+                    print(
+                        f"step {done}/{config.num_steps} loss {last_train['loss']:.4f} "
+                        f"acc {last_train['accuracy']:.3f} ({rate:.1f} steps/s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            if is_ckpt:
+                # Only finite state is saved: params and optimizer state, checked on device.
+                if not training.all_finite((state.params, state.opt_state)):
+                    when = f"at step {done}" if checked == done - 1 else f"by step {done}"
+                    raise training.NonFiniteError(
+                        f"the update became non-finite {when} (params or optimizer state); "
+                        f"{_kept(ckpt.latest_step())}"
+                    )
+                ckpt.save(done, state)
+                checked = done
+            if config.eval_every and done % config.eval_every == 0 and done != config.num_steps:
+                writer.write(
+                    done,
+                    {
+                        f"eval/{k}": v
+                        for k, v in evaluate(
+                            eval_fn, state.params, test, config.eval_batch_size, mesh
+                        ).items()
+                    },
+                )
+        bar.close()
+        final_eval = evaluate(eval_fn, state.params, test, config.eval_batch_size, mesh)
+        writer.write(config.num_steps, {f"eval/{k}": v for k, v in final_eval.items()})
+        ckpt.close()
+        return {"step": config.num_steps, "eval": final_eval, "train": last_train}
+    finally:
+        if lock is not None:
+            lock.release()

@@ -2,6 +2,7 @@
 
 from jaxinterp.training.checkpoint import Checkpointer, all_finite
 from jaxinterp.training.errors import NonFiniteError
+from jaxinterp.training.lock import WorkdirLock
 from jaxinterp.training.logging import (
     MetricsWriter,
     progress_bar,
@@ -33,6 +34,7 @@ __all__ = [
     "MetricsWriter",
     "NonFiniteError",
     "TrainState",
+    "WorkdirLock",
     "all_finite",
     "batch_sharding",
     "create_train_state",
