@@ -156,6 +156,9 @@ def _train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
 
     config = config_io.apply_overrides(config_io.load_config(args.config), overrides)
     result = train.train_and_evaluate(config, args.workdir)
+    if "note" in result:  # nothing to do
+        print(f"jaxinterp: {result['note']}", file=sys.stderr)
+        return 0
     import jax
 
     if jax.process_index() == 0:

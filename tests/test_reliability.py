@@ -47,14 +47,19 @@ def test_non_finite_state_is_never_saved(tmp_path, data_dir, capsys):
     assert _steps(w) == []
 
 
-def test_non_finite_state_keeps_the_last_good_checkpoint(tmp_path, data_dir, capsys, monkeypatch):
+def _fail_check(monkeypatch, at_call):
+    """Makes the finite-state check fail from its ``at_call``-th call on."""
     real, calls = training.all_finite, []
 
-    def fails_third(tree):
+    def check(tree):
         calls.append(1)
-        return real(tree) and len(calls) < 3
+        return real(tree) and len(calls) < at_call
 
-    monkeypatch.setattr(training, "all_finite", fails_third)
+    monkeypatch.setattr(training, "all_finite", check)
+
+
+def test_non_finite_state_keeps_the_last_good_checkpoint(tmp_path, data_dir, capsys, monkeypatch):
+    _fail_check(monkeypatch, at_call=3)
     w = tmp_path / "run"
     assert _train(w, data_dir, "--config.num_steps=3", "--config.checkpoint_every=1") == 1
     line = _error_line(capsys)
@@ -226,3 +231,42 @@ def test_a_second_trainer_on_the_workdir_is_refused(tmp_path, data_dir, capsys):
     assert "on host dead" in (w / ".lock").read_text()
     assert _train(w, data_dir, "--config.num_steps=2") == 0
     assert (w / ".lock").read_text().startswith(f"pid {os.getpid()} on host ")
+
+
+def _files(w):
+    out = {}
+    for root, _, files in os.walk(w):
+        for f in files:
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, w)] = (os.stat(p).st_mtime_ns, open(p, "rb").read())
+    return out
+
+
+def test_resume_with_fewer_steps_than_reached_changes_nothing(tmp_path, data_dir, capsys):
+    w = tmp_path / "run"
+    assert _train(w, data_dir, "--config.num_steps=3", "--config.checkpoint_every=3") == 0
+    before = _files(w)
+    capsys.readouterr()
+    assert _train(w, data_dir, "--config.num_steps=2") == 0
+    assert "already reached step 3, past --config.num_steps=2; nothing changed" in _error_line(
+        capsys
+    )
+    after = _files(w)
+    after.pop(".lock"), before.pop(".lock")
+    assert after == before
+
+
+def test_resume_of_an_unfinished_run_with_other_num_steps_is_refused(
+    tmp_path, data_dir, capsys, monkeypatch
+):
+    w = tmp_path / "run"
+    args = ("--config.num_steps=4", "--config.checkpoint_every=1")
+    _fail_check(monkeypatch, at_call=3)
+    assert _train(w, data_dir, *args) == 1  # interrupted after the checkpoint of step 2
+    monkeypatch.undo()
+    assert _train(w, data_dir, "--config.num_steps=6", "--config.checkpoint_every=1") == 2
+    line = _error_line(capsys)
+    assert "holds an unfinished run of num_steps=4 (at step 2)" in line, line
+    assert "--config.num_steps=4" in line
+    assert json.load(open(w / "config.json"))["num_steps"] == 4
+    assert _train(w, data_dir, *args) == 0 and _steps(w)[-1] == 4

@@ -25,6 +25,7 @@ from jaxinterp.training import parallel
 __all__ = ["RESUMABLE_FIELDS", "evaluate", "train_and_evaluate"]
 
 # Fields a restarted run may change without invalidating the checkpoints of the workdir.
+# ``num_steps`` is checked on its own (see _check_num_steps).
 RESUMABLE_FIELDS = (
     "num_steps",
     "log_every",
@@ -53,10 +54,11 @@ def _check_config(c: ml_collections.ConfigDict) -> None:
             checks.real(f"config.penalties.{name}.weight", spec.weight)
 
 
-def _check_resume(workdir: str, config: dict[str, Any]) -> None:
+def _check_resume(workdir: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved config of ``workdir`` (``None`` if new), refusing fields a resume can't change."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        return
+        return None
     with open(path) as f:
         saved = json.load(f)
     changed = [
@@ -69,6 +71,41 @@ def _check_resume(workdir: str, config: dict[str, Any]) -> None:
         raise ValueError(
             f"workdir {workdir} holds a run with another config ({diffs}); use a new --workdir"
         )
+    return saved
+
+
+def _check_num_steps(
+    workdir: str, config: ml_collections.ConfigDict, saved: dict[str, Any] | None, latest: int
+) -> str | None:
+    """Whether a resume may change ``num_steps``; a message when there is nothing to do.
+
+    The cosine schedules depend on ``num_steps``, so an interrupted run resumed with another
+    one would not continue the run it was: refused. A finished run may be extended (with a
+    warning), and a run already at or past the new ``num_steps`` is left as it is.
+    """
+    before = saved.get("num_steps") if saved else None
+    if before is None or before == config.num_steps or not latest:
+        return None
+    if latest >= config.num_steps:
+        return (
+            f"workdir {workdir} already reached step {latest}, past --config.num_steps="
+            f"{config.num_steps}; nothing changed"
+        )
+    if config.schedule == "constant":
+        return None
+    if latest < before:
+        raise ValueError(
+            f"workdir {workdir} holds an unfinished run of num_steps={before} (at step "
+            f"{latest}); its {config.schedule} schedule depends on num_steps, so resume it "
+            f"with --config.num_steps={before} or use a new --workdir"
+        )
+    print(
+        f"jaxinterp: warning: extending the finished {before}-step run in {workdir} to "
+        f"{config.num_steps} steps; the {config.schedule} schedule is recomputed for "
+        f"{config.num_steps} steps, so this is not a straight {config.num_steps}-step run",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _local_batch(split: data.Split, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -123,7 +160,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if any.
 
     Returns:
-      ``{"step": ..., "eval": {"accuracy", "loss"}, "train": {...last logged means}}``.
+      ``{"step": ..., "eval": {"accuracy", "loss"}, "train": {...last logged means}}``; when
+      the workdir already reached ``config.num_steps`` of a longer run, nothing is done and
+      the result is ``{"step": reached, "eval": {}, "train": {}, "note": message}``.
 
     Raises:
       ValueError / TypeError / FileNotFoundError on bad configuration or data;
@@ -181,10 +220,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     lock = training.WorkdirLock(workdir).acquire() if is_main else None
     try:
         resolved = config_to_dict(config)
-        _check_resume(workdir, resolved)
+        saved = _check_resume(workdir, resolved)
         ckpt = training.Checkpointer(
             os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
+        done_note = _check_num_steps(workdir, config, saved, ckpt.latest_step() or 0)
+        if done_note is not None:  # nothing to do: the workdir is left exactly as it is
+            step = ckpt.latest_step() or 0
+            ckpt.close()
+            return {"step": step, "eval": {}, "train": {}, "note": done_note}
         state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
         restored, state = ckpt.restore_latest_good(
             state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
