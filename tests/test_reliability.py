@@ -270,3 +270,19 @@ def test_resume_of_an_unfinished_run_with_other_num_steps_is_refused(
     assert "--config.num_steps=4" in line
     assert json.load(open(w / "config.json"))["num_steps"] == 4
     assert _train(w, data_dir, *args) == 0 and _steps(w)[-1] == 4
+
+
+def test_checkpoint_with_wrong_checksums_is_moved_aside(tmp_path):
+    _saved_steps(tmp_path, [1, 2]).close()
+    sums_path = tmp_path / "2" / "jaxinterp_sums.json"
+    sums = json.loads(sums_path.read_text())
+    key = next(k for k in sums if "w" in k)
+    sums[key][0] += 1.0  # as if one value had changed on disk
+    sums_path.write_text(json.dumps(sums))
+    ckpt, lines = training.Checkpointer(str(tmp_path)), []
+    target = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3)}
+    step, state = ckpt.restore_latest_good(target, report=lines.append)
+    assert step == 1 and float(state["w"][0, 0]) == 1.0
+    assert len(lines) == 1 and "do not match their saved checksums" in lines[0], lines
+    assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt"]
+    ckpt.close()

@@ -2,18 +2,24 @@
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
 run killed at any moment leaves only whole checkpoints behind; a restart restores the
-latest one with the shardings of the freshly built state.
+latest one with the shardings of the freshly built state. Each checkpoint also holds
+``jaxinterp_sums.json``, float64 checksums of every leaf, compared on restore: a checkpoint
+whose arrays read back different from what was saved counts as unreadable.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxinterp.training.logging import write_json_atomic
 
 __all__ = ["Checkpointer", "all_finite"]
 
@@ -31,6 +37,19 @@ def _all_finite(tree: Any) -> jax.Array:
 def all_finite(tree: Any) -> bool:
     """Whether every floating-point leaf of ``tree`` is finite (one fused check on device)."""
     return bool(_all_finite(tree))
+
+
+SUMS_FILE = "jaxinterp_sums.json"
+
+
+def checksums(tree: Any) -> dict[str, list[float]]:
+    """Per leaf: the float64 sum of its values and of its values weighted by position."""
+    out = {}
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = np.asarray(jax.device_get(x), dtype=np.float64).ravel()
+        w = np.arange(1, a.size + 1, dtype=np.float64) / max(a.size, 1)
+        out[jax.tree_util.keystr(path)] = [float(a.sum()), float(a @ w)]
+    return out
 
 
 class Checkpointer:
@@ -64,6 +83,8 @@ class Checkpointer:
             return
         self._manager.save(step, args=ocp.args.StandardSave(state))
         self._manager.wait_until_finished()
+        if jax.process_index() == 0:  # verified on restore
+            write_json_atomic(os.path.join(self.directory, str(step), SUMS_FILE), checksums(state))
 
     def restore(self, target: Any, step: int | None = None) -> Any:
         """Restores ``step`` (default: the latest) with ``target``'s structure and shardings."""
@@ -71,7 +92,22 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        sums_path = os.path.join(self.directory, str(step), SUMS_FILE)
+        if os.path.exists(sums_path):  # absent in checkpoints of older versions
+            with open(sums_path) as f:
+                saved = json.load(f)
+            got = checksums(state)
+            bad = [
+                k
+                for k in sorted(set(saved) | set(got))
+                if k not in saved or k not in got or not np.allclose(saved[k], got[k], rtol=1e-12)
+            ]
+            if bad:
+                raise ValueError(
+                    f"checkpoint {step}: {', '.join(bad[:3])} do not match their saved checksums"
+                )
+        return state
 
     def restore_latest_good(
         self, target: Any, *, report: Callable[[str], None] | None = None
@@ -79,9 +115,9 @@ class Checkpointer:
         """``(step, state)`` of the newest checkpoint that reads back; ``(None, target)`` if none.
 
         A checkpoint that fails to read (a truncated or missing file, an empty step
-        directory) is never guessed at: each one newer than the good one is reported in one
-        line to ``report`` and moved aside to ``<step>.corrupt`` (never deleted), and the
-        previous one is used.
+        directory, arrays that do not match their saved checksums) is never guessed at: each
+        one newer than the good one is reported in one line to ``report`` and moved aside to
+        ``<step>.corrupt`` (never deleted), and the previous one is used.
 
         Raises:
           FileNotFoundError: there are checkpoints but none of them reads back (they are left
