@@ -157,13 +157,8 @@ def regularized_adversarial(
         key: jax.Array | None = None,
     ) -> Any:
         del key  # Deterministic; accepted for a uniform explainer signature.
-        x, y = checks.array(x), jnp.asarray(y)
-        if x.ndim != 4:
-            raise ValueError(f"x must be [B, H, W, C], got shape {x.shape}")
-        if y.shape != x.shape[:1] or not jnp.issubdtype(y.dtype, jnp.integer):
-            raise ValueError(
-                f"y must be integer labels [B] = ({x.shape[0]},), got {y.dtype}{list(y.shape)}"
-            )
+        x = checks.array(x, "x", ndims=(4,))
+        y = checks.labels(y, x.shape[0], "y", num_classes=checks.num_classes(apply_fn, params, x))
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
         lo_d: float | jax.Array = -epsilon
         hi_d: float | jax.Array = epsilon

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.ops import unit_l2
-from jaxinterp.core.scores import class_score
+from jaxinterp.core.scores import check_target, class_score, target_labels
 
 __all__ = ["Explainer", "relex"]
 
@@ -150,10 +150,9 @@ def _targets(
     x: jax.Array,
     target: int | jax.Array | None,
 ) -> jax.Array:
-    """The target class of every example as an integer array ``[B]``."""
+    """The target class of every example as an integer array ``[B]`` (``None``: the
+    prediction)."""
     if target is None:
         return jnp.argmax(apply_fn(params, x), axis=-1)
-    t = jnp.asarray(target)
-    t = jnp.full(x.shape[:1], t) if t.ndim == 0 else t  # An int: the class of every example.
     k = checks.num_classes(apply_fn, params, x)
-    return checks.labels(t, x.shape[0], "target", num_classes=k)
+    return target_labels(check_target(target), x.shape[0], k)

@@ -23,10 +23,12 @@ from jaxinterp.core.losses import ce_loss, label_logit
 __all__ = [
     "SCORES",
     "ScoreFn",
+    "check_target",
     "checked_score",
     "class_score",
     "per_example_score",
     "score_of_logits",
+    "target_labels",
 ]
 
 ScoreFn = Callable[[jax.Array], jax.Array]
@@ -71,7 +73,8 @@ def checked_score(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
     return s
 
 
-def _check_target(target: Any) -> int | jax.Array:
+def check_target(target: Any) -> int | jax.Array:
+    """A class target: a Python int ``>= 0`` (every example) or an integer array ``[B]``."""
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
         if target < 0:
             raise ValueError(f"target must be a class index >= 0, got {target!r}")
@@ -83,6 +86,24 @@ def _check_target(target: Any) -> int | jax.Array:
             f"and shape {target.shape}"
         )
     return target
+
+
+def target_labels(target: int | jax.Array, batch: int, num_classes: int) -> jax.Array:
+    """A :func:`check_target` result as labels ``[B]``, each in ``[0, K)`` (checked on
+    concrete values)."""
+    if isinstance(target, int):  # Checked here: under a trace jnp.full is not concrete.
+        if target >= num_classes:
+            raise ValueError(
+                f"target {target} out of range for K = {num_classes}: target must lie in "
+                f"[0, {num_classes})"
+            )
+        return jnp.full((batch,), target, jnp.int32)
+    if target.shape[0] != batch:
+        raise ValueError(
+            f"target must hold one class per example: target must be [B] = ({batch},), "
+            f"got shape {target.shape}"
+        )
+    return checks.labels(target, batch, "target", num_classes=num_classes)
 
 
 def class_score(
@@ -116,7 +137,7 @@ def class_score(
       classification models and saliency maps", ICLR Workshop 2014 (class-score saliency).
     """
     checks.one_of("kind", kind, SCORES)
-    target = _check_target(target)
+    target = check_target(target)
 
     def score_fn(x: jax.Array) -> jax.Array:
         logits = apply_fn(params, x)
@@ -125,17 +146,7 @@ def class_score(
                 f"apply_fn must return logits [B, K] with B = {x.shape[0]}, "
                 f"got shape {logits.shape}"
             )
-        if isinstance(target, int):
-            if target >= logits.shape[1]:
-                raise ValueError(f"target {target} out of range for K = {logits.shape[1]}")
-            t = jnp.full(x.shape[:1], target, jnp.int32)
-        else:
-            if target.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"target must hold one class per example, shape [B] = ({x.shape[0]},), "
-                    f"got shape {target.shape}"
-                )
-            t = checks.labels(target, x.shape[0], "target", num_classes=logits.shape[1])
+        t = target_labels(target, x.shape[0], logits.shape[1])
         return score_of_logits(logits, t, kind)
 
     return score_fn
