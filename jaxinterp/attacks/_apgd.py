@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.losses import ce_loss, label_logit
-from jaxinterp.core.ops import l2_norm, per_example, unit_l2
+from jaxinterp.core.ops import per_example, project_ball, unit_l2
 from jaxinterp.core.protocols import ApplyFn, Attack
 
 from ._pgd import NORMS, _random_delta, check_call
@@ -33,7 +33,6 @@ APGD_LOSSES: tuple[str, ...] = ("ce", "dlr", "dlr_targeted")
 """Losses accepted by :func:`apgd`."""
 
 _DLR_TINY = 1e-12  # The reference code's guard of the DLR denominator.
-_TINY = 1e-30  # Guards the L2 projection's division by a zero norm.
 _MOMENTUM = 0.75  # α of the paper.
 
 
@@ -260,12 +259,7 @@ def apgd(
             targets = jnp.zeros((x.shape[0], 1), y.dtype)
 
         def project(v: jax.Array) -> jax.Array:
-            if norm == "linf":
-                v = jnp.clip(v, x - epsilon, x + epsilon)
-            else:
-                delta = v - x
-                v = x + delta * jnp.minimum(1.0, epsilon / (l2_norm(delta) + _TINY))
-            return v if bounds is None else jnp.clip(v, bounds[0], bounds[1])
+            return project_ball(v, x, epsilon, norm, bounds)
 
         Carry = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 

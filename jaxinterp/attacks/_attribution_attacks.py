@@ -18,7 +18,13 @@ import optax
 
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
-from jaxinterp.core.ops import normalized_map, per_example, topk_intersection, topk_mask
+from jaxinterp.core.ops import (
+    normalized_map,
+    per_example,
+    project_ball,
+    topk_intersection,
+    topk_mask,
+)
 from jaxinterp.core.protocols import ApplyFn
 
 __all__ = [
@@ -105,8 +111,7 @@ def _search(
         return best_x, jnp.where(better, key, best_key), jnp.where(better, score, best_score)
 
     def project(z: jax.Array) -> jax.Array:
-        z = jnp.clip(z, x - epsilon, x + epsilon)
-        return z if bounds is None else jnp.clip(z, bounds[0], bounds[1])
+        return project_ball(z, x, epsilon, "linf", bounds)
 
     no_key = jnp.full(x.shape[:1], jnp.inf, jnp.promote_types(x.dtype, jnp.float32))
     x_last, best = gradient_steps(

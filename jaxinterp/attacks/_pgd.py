@@ -16,15 +16,13 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.losses import get_loss
-from jaxinterp.core.ops import l2_norm, per_example, unit_l2
+from jaxinterp.core.ops import per_example, project_ball, unit_l2
 from jaxinterp.core.protocols import Attack
 
 __all__ = ["NORMS", "Attack", "fgsm", "pgd"]
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 """Threat models accepted by :func:`pgd` and :func:`fgsm`."""
-
-_TINY = 1e-30  # Below any float32 norm worth dividing by; guards divisions by zero.
 
 
 def pgd(
@@ -122,12 +120,7 @@ def pgd(
             return -total if targeted else total
 
         def project(x_adv: jax.Array) -> jax.Array:
-            if norm == "linf":
-                x_adv = jnp.clip(x_adv, x - epsilon, x + epsilon)
-            else:
-                delta = x_adv - x
-                x_adv = x + delta * jnp.minimum(1.0, epsilon / (l2_norm(delta) + _TINY))
-            return x_adv if bounds is None else jnp.clip(x_adv, bounds[0], bounds[1])
+            return project_ball(x_adv, x, epsilon, norm, bounds)
 
         x0 = project(x + _random_delta(checks.key(key), x, epsilon, norm)) if random_start else x
         x_adv = gradient_steps(

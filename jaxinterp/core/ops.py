@@ -23,6 +23,7 @@ __all__ = [
     "l2_norm",
     "normalized_map",
     "per_example",
+    "project_ball",
     "row_sum",
     "safe_div",
     "sq_l2",
@@ -68,6 +69,27 @@ def unit_l2(v: jax.Array) -> jax.Array:
     v = v / jnp.where(peak > 0, peak, 1.0)
     norm = l2_norm(v)
     return v / jnp.where(norm > 0, norm, 1.0)
+
+
+_TINY = 1e-30  # Below any float32 norm worth dividing by; guards divisions by zero.
+
+
+def project_ball(
+    v: jax.Array,
+    center: jax.Array,
+    epsilon: float,
+    norm: str = "linf",
+    bounds: tuple[float, float] | None = None,
+) -> jax.Array:
+    """``v`` projected per example onto the ``ε``-ball around ``center``, then clipped to
+    ``bounds``: ``clip(v, c − ε, c + ε)`` (``"linf"``) or ``c + δ · min(1, ε / ‖δ‖₂)`` with
+    ``δ = v − c`` (``"l2"``)."""
+    if norm == "linf":
+        v = jnp.clip(v, center - epsilon, center + epsilon)
+    else:
+        delta = v - center
+        v = center + delta * jnp.minimum(1.0, epsilon / (l2_norm(delta) + _TINY))
+    return v if bounds is None else jnp.clip(v, bounds[0], bounds[1])
 
 
 def safe_div(num: jax.Array, den: jax.Array) -> jax.Array:

@@ -17,6 +17,7 @@ from jaxinterp import attacks
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.losses import ce_loss
+from jaxinterp.core.ops import project_ball
 from jaxinterp.core.protocols import ApplyFn, Penalty
 
 __all__ = ["adversarial_training", "trades"]
@@ -96,8 +97,7 @@ def trades(
             return jnp.sum(_kl(log_p, jax.nn.log_softmax(apply_fn(frozen, z))))
 
         def project(z: jax.Array) -> jax.Array:
-            z = jnp.clip(z, x - epsilon, x + epsilon)
-            return z if bounds is None else jnp.clip(z, *bounds)
+            return project_ball(z, x, epsilon, "linf", bounds)
 
         z0 = x + 0.001 * jax.random.normal(key, x.shape, x.dtype)
         z0 = z0 if bounds is None else jnp.clip(z0, *bounds)
