@@ -7,7 +7,6 @@ the claims of METHODS §5 are measured (:mod:`jaxinterp.experiments.claims`) and
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxinterp import data
+from jaxinterp import data, training
 from jaxinterp.experiments import claims as claims_lib
 from jaxinterp.experiments import lab as lab_lib
 from jaxinterp.experiments import report, study
@@ -134,10 +133,8 @@ def reproduce(
         "figures": figures,
         "seconds": time.perf_counter() - t_start,
     }
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=_jsonable)
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(report.markdown(summary))
+    training.write_json_atomic(os.path.join(out, "results.json"), summary, default=_jsonable)
+    training.write_atomic(os.path.join(out, "report.md"), report.markdown(summary))
     _log(f"wrote {out}/report.md ({summary['seconds']:.0f}s)")
     return summary
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import tqdm
@@ -31,9 +32,10 @@ def write_atomic(path: str, text: str) -> None:
             os.remove(tmp)
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """``json.dump(obj)`` to ``path`` atomically (see :func:`write_atomic`)."""
-    write_atomic(path, json.dumps(obj, indent=2))
+def write_json_atomic(path: str, obj: Any, *, default: Callable[[Any], Any] | None = None) -> None:
+    """``json.dump(obj, indent=2, default=default)`` to ``path`` atomically (see
+    :func:`write_atomic`)."""
+    write_atomic(path, json.dumps(obj, indent=2, default=default))
 
 
 class MetricsWriter:
