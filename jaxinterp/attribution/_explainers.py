@@ -24,7 +24,7 @@ from jaxinterp.core.protocols import ApplyFn, Explainer
 from jaxinterp.core.scores import SCORES, class_score
 
 from ._boundary import big, bsm
-from ._gradient import gradient
+from ._gradient import gradient, gradient_x_input
 from ._smooth import smooth
 
 __all__ = ["boundary_explainer", "explainer", "score_based", "smooth_explainer"]
@@ -96,8 +96,6 @@ def smooth_explainer(
       kind, num_samples, noise_level, chunk_size: As :func:`smooth`.
       score: The class score explained.
     """
-    from ._gradient import gradient_x_input
-
     bases = {"gradient": gradient, "gradient_x_input": gradient_x_input}
     base_fn = bases[checks.one_of("base", base, tuple(bases))]
     method = smooth(
