@@ -224,3 +224,35 @@ def test_no_private_import_crosses_a_subpackage():
     sample = "from jaxinterp.attacks._pgd import check_call\nfrom jaxinterp.core import ops\n"
     assert len(_private_imports_across_subpackages("jaxinterp/metrics/_ape.py", sample)) == 1
     assert _private_imports_across_subpackages("jaxinterp/attacks/_x.py", sample) == []
+
+
+def test_ties_are_broken_at_random_never_by_index():
+    from jaxinterp.core.ops import descending_ranks, topk_intersection, topk_mask
+
+    flat_map = jnp.zeros((1, 64))
+    tops = []
+    for seed in range(40):
+        key = jax.random.PRNGKey(seed)
+        ranks = np.asarray(descending_ranks(flat_map, key=key))[0]
+        assert sorted(ranks.tolist()) == list(range(64))  # A ranking: a permutation.
+        top = np.asarray(topk_mask(flat_map, 8, key=key))[0]
+        assert top.sum() == 8
+        np.testing.assert_array_equal(top, ranks < 8)  # One tie order for both.
+        tops.append(top)
+    share = np.mean(tops, axis=0)
+    assert share[:8].mean() < 0.5  # By index, the first 8 entries would always be the top.
+    assert np.all(share > 0) or np.count_nonzero(share) > 48  # Every entry can be picked.
+    # Distinct values keep their order whatever the key; only tied entries are shuffled.
+    v = jnp.array([[3.0, 1.0, 1.0, 1.0, 5.0, 0.0]])
+    for seed in range(5):
+        r = np.asarray(descending_ranks(v, key=jax.random.PRNGKey(seed)))[0]
+        assert r[4] == 0 and r[0] == 1 and r[5] == 5 and sorted(r[1:4]) == [2, 3, 4]
+    # Batched rows get the ranking they get alone (one tie order per call, not per batch).
+    both = jnp.concatenate([flat_map, flat_map])
+    np.testing.assert_array_equal(
+        descending_ranks(both, key=jax.random.PRNGKey(3))[1],
+        descending_ranks(flat_map, key=jax.random.PRNGKey(3))[0],
+    )
+    # Two identical constant maps: their top sets are drawn independently.
+    inter = topk_intersection(flat_map, flat_map, 16, key=jax.random.PRNGKey(0))
+    assert float(inter[0]) < 1.0

@@ -92,6 +92,7 @@ CASES = {
     "box_mask": (lambda box: metrics.box_mask(box, (8, 8)), "box"),
     "energy_game_box": (metrics.energy_game, "a box"),
     "energy_game_mask": (metrics.energy_game, "m mask"),
+    "distractor_game": (metrics.distractor_game, "a box mask"),
     "pointing_game": (functools.partial(metrics.pointing_game, tolerance=1.0), "a box"),
     "gini": (metrics.gini, "a"),
     "retrieval": (lambda x, a, y: metrics.retrieval(mlp_apply, PARAMS, x, a, y), "x a y"),

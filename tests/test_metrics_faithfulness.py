@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxinterp import attribution, metrics
+from jaxinterp.core.ops import descending_ranks
 from jaxinterp.metrics._substrates import blur
 from tests._metrics_util import _key, run
 
@@ -40,9 +41,16 @@ def test_step_counts_ties_and_signed_channel_sum():
     w = 2.0 ** jnp.arange(5.0)
     s = linear(w)
     x = jnp.ones((1, 5))
-    # T = 2, P = 5: n_t = floor(t * 5/2 + 1/2) = 0, 3, 5 (2.5 rounds up). All ties: by index.
-    curve = run(metrics.perturbation_curve, s, x, jnp.zeros((1, 5)), num_steps=2)
-    np.testing.assert_allclose(curve, [[31.0, 31.0 - 7.0, 0.0]])
+    # T = 2, P = 5: n_t = floor(t * 5/2 + 1/2) = 0, 3, 5 (2.5 rounds up). All ties: the
+    # first step deletes 3 features in the key's random order, not the first 3 by index.
+    deleted = set()
+    for seed in range(12):
+        key = jax.random.PRNGKey(seed)
+        curve = metrics.perturbation_curve(s, x, jnp.zeros((1, 5)), num_steps=2, key=key)
+        top = np.flatnonzero(np.asarray(descending_ranks(jnp.zeros((1, 5)), key=key))[0] < 3)
+        np.testing.assert_allclose(curve, [[31.0, 31.0 - float(np.sum(2.0**top)), 0.0]])
+        deleted.add(tuple(top))
+    assert len(deleted) > 3  # Different keys, different tie orders.
     # Ranking by the signed channel sum: pixel 1 has |a| large but Σ_c a = 0.
     img_w = 2.0 ** jnp.arange(4.0).reshape(2, 2, 1)
     xi = jnp.ones((1, 2, 2, 2))

@@ -16,10 +16,12 @@ import numpy as np
 from jaxinterp.core import checks
 
 __all__ = [
+    "TIE_KEY",
     "chunked_map",
     "chunked_reduce",
     "flat",
     "gaussian_smoothing",
+    "descending_ranks",
     "l2_norm",
     "normalized_map",
     "per_example",
@@ -28,11 +30,15 @@ __all__ = [
     "safe_div",
     "sq_l2",
     "topk_intersection",
+    "tie_order",
     "topk_mask",
     "unit_l2",
 ]
 
 T = TypeVar("T")
+
+TIE_KEY = 0
+"""Seed of the tie order used when a ranking function is given no ``key``."""
 
 
 def per_example(v: jax.Array, ndim: int) -> jax.Array:
@@ -109,20 +115,61 @@ def normalized_map(attribution: jax.Array) -> jax.Array:
     return h / jnp.where(total > 0, total, 1.0)
 
 
-def topk_mask(h: jax.Array, k: int) -> jax.Array:
-    """``[B, D]`` 0/1 indicator of each row's ``k`` largest entries of the flattened ``h``."""
+def tie_order(key: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
+    """``[B, D]`` int32: a uniformly random permutation of ``0..D−1``, the same for each row.
+
+    The order in which ranking functions break ties: drawn from ``key``, or from
+    ``PRNGKey(TIE_KEY)`` when ``key`` is ``None`` (reproducible, and still not the index).
+    One permutation for every row keeps an example's ranking independent of the batch it
+    is in.
+    """
+    key = jax.random.PRNGKey(TIE_KEY) if key is None else key
+    b, d = shape
+    perm = jax.random.permutation(key, d).astype(jnp.int32)
+    return jnp.broadcast_to(perm, (b, d))
+
+
+def descending_ranks(r: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+    """Rank of each entry of each row of ``r [B, D]``, highest first (0 = the highest), int32.
+
+    Tied entries are ordered by :func:`tie_order` (random, from ``key``), never by their
+    index: a constant row gets a uniformly random ranking, so a "top" set cut out of ties is
+    a random subset of them, not the first rows of an image. ``−0.0`` and ``0.0`` tie.
+    """
+    perm = tie_order(key, r.shape)
+    shuffled = jnp.take_along_axis(r + 0.0, perm, axis=1)
+    order = jnp.take_along_axis(perm, jnp.argsort(-shuffled, axis=1, stable=True), axis=1)
+    rows = jnp.arange(r.shape[0])[:, None]
+    positions = jnp.broadcast_to(jnp.arange(r.shape[1], dtype=jnp.int32), r.shape)
+    return jnp.zeros(r.shape, jnp.int32).at[rows, order].set(positions)
+
+
+def topk_mask(h: jax.Array, k: int, *, key: jax.Array | None = None) -> jax.Array:
+    """``[B, D]`` 0/1 indicator of each row's ``k`` largest entries of the flattened ``h``.
+
+    Ties at the cut are broken by :func:`tie_order` (random, from ``key``), not by index.
+    """
     f = flat(h)
-    _, idx = jax.lax.top_k(f, k)
-    return jnp.sum(jax.nn.one_hot(idx, f.shape[1], dtype=f.dtype), axis=1)
+    perm = tie_order(key, f.shape)
+    _, idx = jax.lax.top_k(jnp.take_along_axis(f, perm, axis=1), k)
+    idx = jnp.take_along_axis(perm, idx, axis=1)
+    rows = jnp.arange(f.shape[0])[:, None]
+    return jnp.zeros_like(f).at[rows, idx].set(1.0)
 
 
-def topk_intersection(map_a: jax.Array, map_b: jax.Array, k: int) -> jax.Array:
+def topk_intersection(
+    map_a: jax.Array, map_b: jax.Array, k: int, *, key: jax.Array | None = None
+) -> jax.Array:
     """``|top_k(a) ∩ top_k(b)| / k`` per example, in ``[0, 1]``; maps ``[B, ...]`` -> ``[B]``.
+
+    Ties at each map's cut are broken at random (:func:`topk_mask`; the two maps get
+    independent tie orders drawn from ``key``).
 
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
     """
-    return jnp.sum(topk_mask(map_a, k) * topk_mask(map_b, k), axis=1) / k
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(TIE_KEY) if key is None else key)
+    return jnp.sum(topk_mask(map_a, k, key=key_a) * topk_mask(map_b, k, key=key_b), axis=1) / k
 
 
 def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:

@@ -17,7 +17,8 @@ boundary (shapes always, values only outside ``jit``).
   :func:`topk_intersection`, :func:`spearman`, :func:`kendall_tau`,
   :func:`center_of_mass_shift`.
 * Robust accuracy under label attacks: :func:`robust_accuracy` (the per-example worst case).
-* Localisation: :func:`energy_game`, :func:`pointing_game`, :func:`box_mask`.
+* Localisation: :func:`energy_game`, :func:`distractor_game`, :func:`pointing_game`,
+  :func:`box_mask`.
 * Sparseness: :func:`gini`. Retrieval rate: :func:`retrieval`. APE: :func:`ape`.
 
 Example::
@@ -59,7 +60,7 @@ from ._faithfulness import (
     insertion_auc,
     perturbation_curve,
 )
-from ._localisation import box_mask, energy_game, pointing_game
+from ._localisation import box_mask, distractor_game, energy_game, pointing_game
 from ._rank import average_ranks, kendall_tau, spearman
 from ._retrieval import retrieval
 from ._robust_accuracy import robust_accuracy
@@ -82,6 +83,7 @@ __all__ = [
     "completeness_delta",
     "cosine_similarity",
     "deletion_auc",
+    "distractor_game",
     "energy_game",
     "gini",
     "heatmap",

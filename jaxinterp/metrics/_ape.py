@@ -75,11 +75,13 @@ def ape(
     step_size: float | None = None,
     fraction: float = 0.1,
     bounds: tuple[float, float] | None = (0.0, 1.0),
+    key: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Adversarial perturbation effect of an explanation's top pixels (adopted APE), ``[B]``.
 
-    Pixels (all channels of a position) are ranked by ``Σ_c |a|``, highest first, ties by
-    lower index; ``T`` holds the top ``k = max(1, ⌊q·P + ½⌋)`` of the ``P`` pixels
+    Pixels (all channels of a position) are ranked by ``Σ_c |a|``, highest first, ties in
+    a random order drawn from ``key`` (never by index: sign-step perturbations are mostly
+    tied); ``T`` holds the top ``k = max(1, ⌊q·P + ½⌋)`` of the ``P`` pixels
     (``q = fraction``) and ``T̄`` the bottom ``k``. L∞ PGD (sign steps on the cross-entropy
     of ``y``, from ``δ = 0``, ``num_steps`` steps of ``α``, a ``lax.fori_loop``) moves only
     the pixels of a mask, within ``‖δ‖∞ <= ε`` and ``bounds``::
@@ -101,6 +103,7 @@ def ape(
       step_size: ``α > 0``; default ``2.5 ε / num_steps``.
       fraction: ``q ∈ (0, 0.5]``, so that ``T`` and ``T̄`` are disjoint.
       bounds: Valid input range ``(lo, hi)``, or ``None``.
+      key: PRNG key of the tie order of the ranking (``None``: a fixed one).
 
     Returns:
       ``{"ape": [B], "ape_complement": [B]}``, float32.
@@ -118,7 +121,7 @@ def ape(
     a = checks.like(attribution, x, "attribution")
     y = checks.labels(y, x.shape[0], "y")
     checks.in_bounds(x, bounds)
-    rank = descending_ranks(pixel_scores(a, absolute=True))  # [B, P]
+    rank = descending_ranks(pixel_scores(a, absolute=True), key=key)  # [B, P]
     num_pixels = rank.shape[1]
     k = max(1, math.floor(fraction * num_pixels + 0.5))
     shape = (x.shape[0], *pixel_shape(x)) + ((1,) if x.ndim == 4 else ())

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core.ops import descending_ranks  # Random tie order: one home, in core.
+
 __all__ = ["descending_ranks", "pixel_scores", "pixel_shape"]
 
 
@@ -24,10 +26,3 @@ def pixel_scores(a: jax.Array, *, absolute: bool) -> jax.Array:
     a = jnp.abs(a) if absolute else a
     a = jnp.sum(a, axis=-1) if a.ndim >= 3 else a
     return a.reshape(a.shape[0], -1)
-
-
-def descending_ranks(r: jax.Array) -> jax.Array:
-    """Position of each entry of each row of ``r [B, P]`` when sorted highest first, ties by
-    lower index (0 = the highest), ``[B, P]`` int32. ``−0.0`` and ``0.0`` tie."""
-    order = jnp.argsort(-(r + 0.0), axis=1, stable=True)
-    return jnp.argsort(order, axis=1, stable=True).astype(jnp.int32)

@@ -48,11 +48,13 @@ def perturbation_curve(
     substrate: str | jax.Array = "zeros",
     blur_sigma: float | None = None,
     chunk_size: int | None = None,
+    key: jax.Array | None = None,
 ) -> jax.Array:
     """Scores along the deletion or insertion path of an attribution, ``[B, num_steps + 1]``.
 
     Pixels (all channels of a position; entries of a flat ``[B, D]`` input) are ranked by
-    ``r = Σ_c a`` (signed), highest first, ties by lower flat index. With ``P`` pixels and
+    ``r = Σ_c a`` (signed), highest first, ties in a random order drawn from ``key``
+    (:func:`jaxinterp.core.ops.descending_ranks`; never by index). With ``P`` pixels and
     ``T = num_steps``, step ``t = 0..T`` changes the top ``n_t = ⌊t·P/T + ½⌋`` pixels:
     deletion replaces them in ``x`` by the substrate ``x̃``; insertion starts from ``x̃`` and
     puts back the pixels of ``x``. Column ``t`` holds ``score_fn`` of the step-``t`` input.
@@ -69,6 +71,8 @@ def perturbation_curve(
       blur_sigma: σ in pixels for ``substrate="blur"``.
       chunk_size: ``None``: all ``T + 1`` inputs in one ``vmap``; else ``lax.map`` with this
         ``batch_size``.
+      key: PRNG key of the tie order (``None``: a fixed one, see
+        :func:`jaxinterp.core.ops.tie_order`).
 
     Returns:
       ``[B, T + 1]`` scores.
@@ -86,7 +90,7 @@ def perturbation_curve(
     x = checks.array(x, "x", ndims=(2, 4), cast=True)
     a = checks.like(attribution, x, "attribution")
     base = make_substrate(x, substrate, blur_sigma).astype(x.dtype)
-    rank = descending_ranks(pixel_scores(a, absolute=False))  # [B, P]
+    rank = descending_ranks(pixel_scores(a, absolute=False), key=key)  # [B, P]
     num_pixels = rank.shape[1]
     counts = jnp.asarray(
         [(2 * t * num_pixels + steps) // (2 * steps) for t in range(steps + 1)], jnp.int32
@@ -119,10 +123,11 @@ def _area_under(mode: str, default_substrate: str, doc: str) -> Callable[..., ja
         substrate: str | jax.Array = default_substrate,
         blur_sigma: float | None = None,
         chunk_size: int | None = None,
+        key: jax.Array | None = None,
     ) -> jax.Array:
         curve = perturbation_curve(
             score_fn, x, attribution, mode=mode, num_steps=num_steps, substrate=substrate,
-            blur_sigma=blur_sigma, chunk_size=chunk_size,
+            blur_sigma=blur_sigma, chunk_size=chunk_size, key=key,
         )  # fmt: skip
         return _auc(curve)
 

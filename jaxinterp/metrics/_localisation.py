@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.ops import row_sum, safe_div
 
-__all__ = ["box_mask", "energy_game", "pointing_game"]
+__all__ = ["box_mask", "distractor_game", "energy_game", "pointing_game"]
 
 
 def box_mask(bbox: jax.Array, shape: Sequence[int]) -> jax.Array:
@@ -94,6 +94,40 @@ def energy_game(attribution: jax.Array, region: jax.Array) -> jax.Array:
 def _energy(h: jax.Array, mask: jax.Array) -> jax.Array:
     h = jnp.maximum(h, 0.0).astype(jnp.float32)
     return safe_div(row_sum(jnp.where(mask, h, 0.0)), row_sum(h))
+
+
+def distractor_game(
+    attribution: jax.Array, region: jax.Array, distractor: jax.Array, *, absolute: bool = True
+) -> jax.Array:
+    """Share of the attribution on the object rather than on a look-alike distractor, ``[B]``.
+
+    ``D = Σ_{i ∈ R} h_i / (Σ_{i ∈ R} h_i + Σ_{i ∈ R'} h_i)`` with ``h = Σ_c |a|`` per pixel
+    (``absolute``; else ``h = max(Σ_c a, 0)``), ``R`` the object's region and ``R'`` the
+    distractor's (disjoint, of equal area); 0.5 where both sums are 0. It is the energy game
+    restricted to the two regions. On a canvas whose distractor has the object's intensity
+    histogram (``mnist_canvas``), any map computed from the input alone, such as ``|x|``,
+    scores 0.5 (chance): a score above 0.5 needs what the model uses.
+
+    Args:
+      attribution: ``[B, H, W, C]`` or a map ``[B, H, W]``.
+      region: The object: a boolean mask ``[B, H, W]`` or boxes ``[B, 4]``.
+      distractor: The distractor, likewise.
+      absolute: Score ``|a|`` (default) or the positive part of ``a``.
+
+    References:
+      The energy game of Wang et al., "Score-CAM", CVPR Workshops 2020, and Wang, Fredrikson,
+      Datta, ICML 2022; the two-region form is the library's (METHODS §4).
+    """
+    h = _map(attribution, absolute=absolute)
+    return _two_regions(h, _region(region, h.shape), _region(distractor, h.shape))
+
+
+@jax.jit
+def _two_regions(h: jax.Array, mask: jax.Array, other: jax.Array) -> jax.Array:
+    h = jnp.maximum(h, 0.0).astype(jnp.float32)
+    inside, outside = row_sum(jnp.where(mask, h, 0.0)), row_sum(jnp.where(other, h, 0.0))
+    total = inside + outside
+    return jnp.where(total > 0, safe_div(inside, total), 0.5)
 
 
 def pointing_game(attribution: jax.Array, region: jax.Array, *, tolerance: float = 0) -> jax.Array:
