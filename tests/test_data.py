@@ -18,6 +18,7 @@ from jaxinterp import data
 from jaxinterp.data import builders, loader
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DIGITS = ("digits", "digits_canvas")  # The embedded MNIST subset: tests/test_mnist_data.py.
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def _sorted_rows(images: np.ndarray) -> np.ndarray:
     return flat[np.lexsort(flat.T[::-1])]
 
 
-@pytest.mark.parametrize("name", data.EMBEDDED)
+@pytest.mark.parametrize("name", DIGITS)
 def test_split_sizes_dtypes_and_ranges(name: str, data_dir: str) -> None:
     size = 8 if name == "digits" else 32
     for split, n in (("train", 1437), ("test", 360)):
@@ -90,7 +91,7 @@ def test_canvas_geometry(data_dir: str) -> None:
 
 
 def test_deterministic_across_preparations(tmp_path: pathlib.Path, data_dir: str) -> None:
-    for name in data.EMBEDDED:
+    for name in DIGITS:
         for split in ("train", "test"):
             a = data.load_split(name, split, data_dir=data_dir)
             b = data.load_split(name, split, data_dir=str(tmp_path))

@@ -1,8 +1,10 @@
 """Datasets for jaxinterp: TFDS array_record data sources loaded into host memory.
 
-The embedded datasets (``digits``, ``digits_canvas``) ship with the package and are prepared
-offline on first use; TFDS catalogue datasets (``REGISTRY``) are prepared beforehand with
-``jaxinterp prepare --dataset NAME --data-dir DIR``. Nothing here needs TensorFlow.
+The embedded datasets (``digits``, ``digits_canvas``, and the 5,000-image MNIST subset
+``mnist5k`` with its distractor canvas ``mnist_canvas``) ship with the package and are
+prepared offline on first use; TFDS catalogue datasets (``REGISTRY``) are prepared
+beforehand with ``jaxinterp prepare --dataset NAME --data-dir DIR``. Nothing here needs
+TensorFlow.
 
 Example::
 
@@ -21,6 +23,7 @@ from jaxinterp.data.loader import (
     load_split,
     prepare,
 )
+from jaxinterp.data.mnist_builders import Mnist5k, MnistCanvas
 
 __all__ = [
     # Loading (loader.py).
@@ -34,4 +37,7 @@ __all__ = [
     # TFDS builders (builders.py).
     "Digits",
     "DigitsCanvas",
+    # TFDS builders (mnist_builders.py).
+    "Mnist5k",
+    "MnistCanvas",
 ]

@@ -15,6 +15,10 @@ Both datasets share one fixed split: a permutation of the 1,797 indices drawn fr
 ``np.random.default_rng(SPLIT_SEED)``; its first 360 entries form ``test``, the remaining 1,437
 form ``train``. Examples are stored (and read back) in that permutation's order, so
 ``train[i]`` is npz example ``split_indices()["train"][i]``. Generation is fully deterministic.
+
+The base class ``_EmbeddedDigitsBuilder`` is shared with the embedded MNIST subset's builders
+(``mnist5k``, ``mnist_canvas``; see :mod:`jaxinterp.data.mnist_builders`), which override its
+npz loader, split and metadata.
 """
 
 from __future__ import annotations
@@ -129,11 +133,22 @@ def make_canvas(digit: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray, 
 
 # tfds is untyped: mypy checks the class keyword against object.__init_subclass__.
 class _EmbeddedDigitsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
-    """Shared logic of the embedded-digits builders (a base class, not registered with TFDS)."""
+    """Shared logic of the embedded-digits builders (a base class, not registered with TFDS).
+
+    A subclass names its features (:meth:`_features`) and how one npz example becomes their
+    values (:meth:`_encode`). The class attributes below default to scikit-learn's digits;
+    another embedded dataset (``mnist_builders``) overrides them: ``_load_npz`` returns
+    ``(images, labels)``, ``_split_indices`` the npz indices of each split in storage order.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     _DESCRIPTION = ""
+    _HOMEPAGE_URL = _HOMEPAGE
+    _CITATION_TEXT = _CITATION
+    _LICENSE = "CC BY 4.0"
+    _load_npz = staticmethod(load_digits_npz)
+    _split_indices = staticmethod(split_indices)
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -166,9 +181,9 @@ class _EmbeddedDigitsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
             supervised_keys=("image", "label"),
             # Keep storage order = split-permutation order (keys are positions in the split).
             disable_shuffling=True,
-            homepage=_HOMEPAGE,
-            citation=_CITATION,
-            license="CC BY 4.0",
+            homepage=self._HOMEPAGE_URL,
+            citation=self._CITATION_TEXT,
+            license=self._LICENSE,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
@@ -176,8 +191,8 @@ class _EmbeddedDigitsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
         return {name: self._generate_examples(name) for name in ("train", "test")}
 
     def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        images, labels = load_digits_npz()
-        for position, index in enumerate(split_indices()[split]):
+        images, labels = self._load_npz()
+        for position, index in enumerate(self._split_indices()[split]):
             example = self._encode(images[index], int(index))
             example["label"] = int(labels[index])
             yield position, example

@@ -3,8 +3,9 @@
 Two kinds of datasets are supported, read the same way (``builder.as_data_source()``, no
 TensorFlow needed):
 
-* ``EMBEDDED`` datasets (``digits``, ``digits_canvas``) ship with the package and are prepared
-  automatically, offline, into the data directory on first use.
+* ``EMBEDDED`` datasets (``digits``, ``digits_canvas``, ``mnist5k``, ``mnist_canvas``) ship
+  with the package and are prepared automatically, offline, into the data directory on first
+  use.
 * ``REGISTRY`` datasets are TFDS catalogue datasets. They must be prepared beforehand in
   array_record format with ``jaxinterp prepare --dataset NAME --data-dir DIR`` (which calls
   :func:`prepare`) on a machine with network access; loading never downloads.
@@ -29,10 +30,16 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from jaxinterp.data.builders import Digits, DigitsCanvas
+from jaxinterp.data.mnist_builders import Mnist5k, MnistCanvas
 
-EMBEDDED = ("digits", "digits_canvas")
+EMBEDDED = ("digits", "digits_canvas", "mnist5k", "mnist_canvas")
 REGISTRY = ("mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn_cropped", "imagenette")
-_EMBEDDED_BUILDERS = {"digits": Digits, "digits_canvas": DigitsCanvas}
+_EMBEDDED_BUILDERS = {
+    "digits": Digits,
+    "digits_canvas": DigitsCanvas,
+    "mnist5k": Mnist5k,
+    "mnist_canvas": MnistCanvas,
+}
 _FORMAT = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
 _CHUNK = 4096  # Examples fetched per data-source call when reading a split.
 
@@ -47,8 +54,9 @@ class Split:
         images: ``[N, H, W, C]`` float32 images in ``[0, 1]``.
         labels: ``[N]`` int32 labels.
         num_classes: Number of classes.
-        extras: Other features stacked along the first axis, e.g. ``bbox [N, 4]`` and
-            ``mask [N, H, W]`` for ``digits_canvas``.
+        extras: Every other feature, stacked along the first axis and keyed by its name:
+            ``bbox [N, 4]`` and ``mask [N, H, W]`` for ``digits_canvas``; ``bbox``,
+            ``distractor_bbox [N, 4]`` and ``mask`` for ``mnist_canvas``.
     """
 
     name: str
