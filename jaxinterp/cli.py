@@ -137,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         "prepare",
         help="prepare a TFDS dataset (array_record) in the data dir",
         description="Prepare a dataset in array_record format. The embedded datasets "
-        "(digits, digits_canvas) need no network; registry datasets download.",
+        "(digits, digits_canvas, mnist5k, mnist_canvas) need no network; registry datasets "
+        "download.",
     )
     prepare.add_argument("--dataset", required=True)
     prepare.add_argument("--data-dir", default=None, help="TFDS data dir (default: see README)")

@@ -115,7 +115,7 @@ def normalized_map(attribution: jax.Array) -> jax.Array:
     return h / jnp.where(total > 0, total, 1.0)
 
 
-def tie_order(key: jax.Array | None, shape: tuple[int, int]) -> jax.Array:
+def tie_order(key: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:
     """``[B, D]`` int32: a uniformly random permutation of ``0..D−1``, the same for each row.
 
     The order in which ranking functions break ties: drawn from ``key``, or from

@@ -105,7 +105,9 @@ def per_example(
     if "bbox" not in extras:
         boxed = [m for m in metric_names if metric_suite.needs(m) == "boxes"]
         if boxed:
-            raise ValueError(f"{', '.join(boxed)} need a dataset with boxes (digits_canvas)")
+            raise ValueError(
+                f"{', '.join(boxed)} need a dataset with boxes (digits_canvas, mnist_canvas)"
+            )
     settings = settings or metric_suite.Settings()
     key = jax.random.PRNGKey(seed)
     starts = range(0, len(x), batch_size)

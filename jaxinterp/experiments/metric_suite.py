@@ -149,7 +149,9 @@ def _rps(c: Case) -> dict[str, jax.Array]:
 
 def _region(c: Case) -> jax.Array:
     if "bbox" not in c.extras:
-        raise ValueError("the localisation metrics need a dataset with boxes (digits_canvas)")
+        raise ValueError(
+            "the localisation metrics need a dataset with boxes (digits_canvas, mnist_canvas)"
+        )
     return metrics.box_mask(c.extras["bbox"], c.x.shape[1:3])
 
 
