@@ -108,3 +108,47 @@ def test_retrieval():
     )
     with pytest.raises(ValueError, match="clean_label"):
         metrics.retrieval(two_class_linear, w, x_adv, a, jnp.array([0.0, 0.0]))
+
+
+def _quadrant_model(params, x):
+    """Class ``c`` of 4 scores the ink of quadrant ``c`` of an 8x8 image: a known answer."""
+    q = x[..., 0].reshape(x.shape[0], 2, 4, 2, 4).sum(axis=(2, 4))  # [B, 2, 2]
+    return params * q.reshape(x.shape[0], 4)
+
+
+def _quadrant(c: jax.Array) -> jax.Array:
+    """``[B, 8, 8, 1]`` indicator of quadrant ``c`` (row-major: 0 TL, 1 TR, 2 BL, 3 BR)."""
+    rows, cols = jnp.arange(8)[:, None] // 4, jnp.arange(8)[None, :] // 4
+    return ((2 * rows + cols)[None] == c[:, None, None]).astype(jnp.float32)[..., None]
+
+
+def test_retrieval_specificity_on_a_model_where_the_answer_is_known():
+    b = 400
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    x_adv = jax.random.uniform(keys[0], (b, 8, 8, 1), minval=0.5, maxval=1.0)
+    clean = jax.random.randint(keys[1], (b,), 0, 4)
+    third = (clean + jax.random.randint(keys[2], (b,), 1, 4)) % 4  # Never the clean class.
+    kw = dict(fraction=0.25, key=keys[3])  # 16 of 64 pixels: one quadrant.
+    # A "map" that points at whatever class it is asked for: perfect retrieval, no evidence.
+    any_class = metrics.retrieval_specificity(
+        _quadrant_model, 1.0, x_adv, _quadrant(clean), _quadrant(third), clean, third, **kw
+    )
+    np.testing.assert_array_equal(any_class["clean"], 1.0)
+    np.testing.assert_array_equal(any_class["other"], 1.0)
+    np.testing.assert_array_equal(any_class["specificity"], 0.0)
+    # A map that recovers the clean class's evidence whatever it is asked: specificity 1.
+    faithful = metrics.retrieval_specificity(
+        _quadrant_model, 1.0, x_adv, _quadrant(clean), _quadrant(clean), clean, third, **kw
+    )
+    np.testing.assert_array_equal(faithful["specificity"], 1.0)
+    # A map of equal values: a random top quarter, so chance for both classes (not index ties,
+    # which would always keep the first rows: quadrants 0 and 1).
+    flat = jnp.ones_like(x_adv)
+    tied = metrics.retrieval_specificity(
+        _quadrant_model, 1.0, x_adv, flat, flat, clean, third, **kw
+    )
+    assert abs(float(jnp.mean(tied["specificity"]))) < 0.1
+    assert 0.1 < float(jnp.mean(tied["clean"])) < 0.4
+    # The soft mask (no fraction) of a one-quadrant map keeps only that quadrant as well.
+    soft = metrics.retrieval(_quadrant_model, 1.0, x_adv, _quadrant(third), third)
+    np.testing.assert_array_equal(soft, 1.0)

@@ -62,7 +62,7 @@ from ._faithfulness import (
 )
 from ._localisation import box_mask, distractor_game, energy_game, pointing_game
 from ._rank import average_ranks, kendall_tau, spearman
-from ._retrieval import retrieval
+from ._retrieval import retrieval, retrieval_specificity
 from ._robust_accuracy import robust_accuracy
 from ._robustness import heatmap, max_sensitivity, random_perturbation_similarity
 from ._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
@@ -97,6 +97,7 @@ __all__ = [
     "pointing_game",
     "random_perturbation_similarity",
     "retrieval",
+    "retrieval_specificity",
     "robust_accuracy",
     "spearman",
     "ssim",
