@@ -46,6 +46,13 @@ def test_right_explanation_beats_its_complement_and_a_random_one(setup):
     s = jnp.abs(jnp.sum((x * w[None]).reshape(3, -1), axis=1))
     p_worst = jax.nn.sigmoid(2 * (s - EPS * jnp.sum(jnp.abs(w))))
     assert np.all(out["ape"] <= p - p_worst + 1e-6)
+    # The margin form: margin 2s drops by 2 Σ_T |w||δ| <= 2 ε Σ|w|, and not on the complement.
+    m = run(metrics.ape, two_class_linear, w, x, y, right, epsilon=EPS, fraction=4 / 64,
+            score="margin")  # fmt: skip
+    assert np.all(m["ape"] > 1e-3) and np.all(m["ape"] <= 2 * EPS * jnp.sum(jnp.abs(w)) + 1e-5)
+    np.testing.assert_array_equal(m["ape_complement"], 0.0)
+    with pytest.raises(ValueError, match="score"):
+        metrics.ape(two_class_linear, w, x, y, right, epsilon=EPS, score="logit")
 
 
 def test_masked_pgd_stays_in_the_ball_bounds_and_mask(setup):
@@ -60,6 +67,7 @@ def test_masked_pgd_stays_in_the_ball_bounds_and_mask(setup):
         epsilon=EPS,
         num_steps=5,
         step_size=0.05,
+        score="probability",
         bounds=(0.0, 1.0),
     )
     delta = x_adv - x

@@ -95,6 +95,19 @@ CASES = {
     "distractor_game": (metrics.distractor_game, "a box mask"),
     "pointing_game": (functools.partial(metrics.pointing_game, tolerance=1.0), "a box"),
     "gini": (metrics.gini, "a"),
+    "spatial_coherence": (lambda a: metrics.spatial_coherence(a, key=_key(7)), "a"),
+    "retrieval_specificity": (
+        lambda x, a, m, y: metrics.retrieval_specificity(
+            mlp_apply, PARAMS, x, a, m[..., None], y, (y + 1) % 3, fraction=0.25, key=_key(8)
+        ),
+        "x a m y",
+    ),
+    "ape_margin": (
+        lambda x, a, y: metrics.ape(
+            mlp_apply, PARAMS, x, y, a, epsilon=0.1, num_steps=3, score="margin", key=_key(9)
+        ),
+        "x a y",
+    ),
     "retrieval": (lambda x, a, y: metrics.retrieval(mlp_apply, PARAMS, x, a, y), "x a y"),
     "ape": (
         lambda x, a, y: metrics.ape(mlp_apply, PARAMS, x, y, a, epsilon=0.1, num_steps=3),

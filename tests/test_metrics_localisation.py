@@ -152,3 +152,17 @@ def test_retrieval_specificity_on_a_model_where_the_answer_is_known():
     # The soft mask (no fraction) of a one-quadrant map keeps only that quadrant as well.
     soft = metrics.retrieval(_quadrant_model, 1.0, x_adv, _quadrant(third), third)
     np.testing.assert_array_equal(soft, 1.0)
+
+
+def test_spatial_coherence_orders_blob_noise_checkerboard_and_ignores_scale():
+    key = jax.random.PRNGKey(0)
+    rows, cols = jnp.mgrid[:16, :16]
+    blob = jnp.exp(-((rows - 8.0) ** 2 + (cols - 8.0) ** 2) / 20.0)[None, ..., None]
+    board = ((rows + cols) % 2).astype(jnp.float32)[None, ..., None]
+    noise = jax.random.uniform(jax.random.PRNGKey(1), (64, 16, 16, 1))
+    c = lambda a: metrics.spatial_coherence(a, key=key, num_permutations=16)  # noqa: E731
+    assert float(c(blob)[0]) > 0.6
+    assert abs(float(jnp.mean(c(noise)))) < 0.05  # i.i.d. noise: as smooth as shuffled.
+    assert float(c(board)[0]) < -0.9
+    np.testing.assert_allclose(c(blob * 37.0), c(blob), rtol=1e-5)  # Scale-free.
+    np.testing.assert_array_equal(c(jnp.ones((2, 4, 4))), 0.0)  # Constant: no structure.

@@ -19,7 +19,8 @@ boundary (shapes always, values only outside ``jit``).
 * Robust accuracy under label attacks: :func:`robust_accuracy` (the per-example worst case).
 * Localisation: :func:`energy_game`, :func:`distractor_game`, :func:`pointing_game`,
   :func:`box_mask`.
-* Sparseness: :func:`gini`. Retrieval rate: :func:`retrieval`. APE: :func:`ape`.
+* Sparseness and structure: :func:`gini`, :func:`spatial_coherence`.
+* Retrieval rate: :func:`retrieval`, :func:`retrieval_specificity`. APE: :func:`ape`.
 
 Example::
 
@@ -66,7 +67,7 @@ from ._retrieval import retrieval, retrieval_specificity
 from ._robust_accuracy import robust_accuracy
 from ._robustness import heatmap, max_sensitivity, random_perturbation_similarity
 from ._similarity import SIMILARITIES, cosine_similarity, mse, pearson, ssim
-from ._sparseness import gini
+from ._sparseness import gini, spatial_coherence
 
 # One name per line, sorted; a new module's names go in an import above and here.
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "retrieval",
     "retrieval_specificity",
     "robust_accuracy",
+    "spatial_coherence",
     "spearman",
     "ssim",
     "topk_intersection",

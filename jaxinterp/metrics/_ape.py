@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
-from jaxinterp.core.losses import ce_loss
+from jaxinterp.core.losses import ce_loss, margin_loss
 from jaxinterp.core.protocols import ApplyFn
 
 from ._common import descending_ranks, pixel_scores, pixel_shape
@@ -35,15 +35,18 @@ def _masked_pgd(
     num_steps: int,
     step_size: float,
     bounds: tuple[float, float] | None,
+    score: str,
 ) -> jax.Array:
     """L∞ PGD from ``δ = 0`` on the entries where ``mask`` (shaped like ``x``) is 1:
-    ``δ ← Π(δ + α · sign(∇ CE(f(x + δ), y)) ⊙ mask)``, ``Π`` the clip to ``[−ε, ε]`` and
+    ``δ ← Π(δ + α · sign(∇ L(f(x + δ), y)) ⊙ mask)``, ``L`` the cross-entropy (``score``
+    ``"probability"``) or the margin loss (``"margin"``), ``Π`` the clip to ``[−ε, ε]`` and
     to ``bounds``; returns ``x + δ``."""
     params = jax.lax.stop_gradient(params)
     mask = mask.astype(x.dtype)
+    objective = margin_loss if score == "margin" else ce_loss
 
     def loss(delta: jax.Array) -> jax.Array:
-        return jnp.sum(ce_loss(apply_fn(params, x + delta), y))
+        return jnp.sum(objective(apply_fn(params, x + delta), y))
 
     def project(delta: jax.Array) -> jax.Array:
         delta = jnp.clip(delta, -epsilon, epsilon)
@@ -58,9 +61,16 @@ def _masked_pgd(
     return jax.lax.stop_gradient(x + delta)
 
 
-def _true_prob(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-    p = jax.nn.softmax(apply_fn(params, x).astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(p, y[:, None], axis=1)[:, 0]
+SCORES = ("probability", "margin")
+"""What :func:`ape` measures the drop of."""
+
+
+def _score(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, score: str) -> jax.Array:
+    """``p_y`` (``"probability"``) or the logit margin ``f_y − max_{j≠y} f_j``, ``[B]``."""
+    logits = apply_fn(params, x).astype(jnp.float32)
+    if score == "margin":
+        return -margin_loss(logits, y)
+    return jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), y[:, None], axis=1)[:, 0]
 
 
 def ape(
@@ -75,6 +85,7 @@ def ape(
     step_size: float | None = None,
     fraction: float = 0.1,
     bounds: tuple[float, float] | None = (0.0, 1.0),
+    score: str = "probability",
     key: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Adversarial perturbation effect of an explanation's top pixels (adopted APE), ``[B]``.
@@ -86,10 +97,13 @@ def ape(
     of ``y``, from ``δ = 0``, ``num_steps`` steps of ``α``, a ``lax.fori_loop``) moves only
     the pixels of a mask, within ``‖δ‖∞ <= ε`` and ``bounds``::
 
-        ape            = p_y(x) − p_y(x + δ_T)
-        ape_complement = p_y(x) − p_y(x + δ_T̄)
+        ape            = s_y(x) − s_y(x + δ_T)
+        ape_complement = s_y(x) − s_y(x + δ_T̄)
 
-    ``p = softmax f``. An explanation that names the decision-relevant pixels has
+    ``s_y = p_y = softmax(f)_y`` (``score="probability"``), or the logit margin
+    ``s_y = f_y − max_{j≠y} f_j`` (``score="margin"``, attacked with the margin loss): the
+    probability saturates on confident examples (``p_y ≈ 1`` moves little whatever the set),
+    the margin does not. An explanation that names the decision-relevant pixels has
     ``ape > ape_complement``. Both attacks run as one batch of ``2B`` inputs.
 
     Args:
@@ -103,6 +117,7 @@ def ape(
       step_size: ``α > 0``; default ``2.5 ε / num_steps``.
       fraction: ``q ∈ (0, 0.5]``, so that ``T`` and ``T̄`` are disjoint.
       bounds: Valid input range ``(lo, hi)``, or ``None``.
+      score: ``"probability"`` or ``"margin"``.
       key: PRNG key of the tie order of the ranking (``None``: a fixed one).
 
     Returns:
@@ -121,6 +136,7 @@ def ape(
     a = checks.like(attribution, x, "attribution")
     y = checks.labels(y, x.shape[0], "y")
     checks.in_bounds(x, bounds)
+    checks.one_of("score", score, SCORES)
     rank = descending_ranks(pixel_scores(a, absolute=True), key=key)  # [B, P]
     num_pixels = rank.shape[1]
     k = max(1, math.floor(fraction * num_pixels + 0.5))
@@ -141,8 +157,9 @@ def ape(
         num_steps=num_steps,
         step_size=step_size,
         bounds=bounds,
+        score=score,
     )
-    p0 = _true_prob(apply_fn, jax.lax.stop_gradient(params), x, y)
-    p1 = _true_prob(apply_fn, jax.lax.stop_gradient(params), x_adv, yy)
+    p0 = _score(apply_fn, jax.lax.stop_gradient(params), x, y, score)
+    p1 = _score(apply_fn, jax.lax.stop_gradient(params), x_adv, yy, score)
     b = x.shape[0]
     return {"ape": p0 - p1[:b], "ape_complement": p0 - p1[b:]}
