@@ -125,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--config",
         default=None,
-        help="a study config: reproduce_digits (the default), reproduce_mnist, "
-        "reproduce_cifar10, or a file",
+        help="a study config: reproduce_mnist5k (the default), reproduce_digits, "
+        "reproduce_mnist, reproduce_cifar10, or a file",
     )
     reproduce.add_argument(
         "--quick", action="store_true", help="one seed, shorter training, fewer examples"

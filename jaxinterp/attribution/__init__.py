@@ -33,7 +33,13 @@ from jaxinterp.core.scores import SCORES as KINDS
 from jaxinterp.core.scores import class_score
 
 from ._boundary import big, bsg, bsm
-from ._explainers import boundary_explainer, explainer, score_based, smooth_explainer
+from ._explainers import (
+    boundary_explainer,
+    explainer,
+    random_map,
+    score_based,
+    smooth_explainer,
+)
 from ._gradient import gradient, gradient_x_input
 from ._integrated_gradients import (
     METHODS,
@@ -73,6 +79,7 @@ EXPLAINERS.register("bsm", boundary_explainer, summary="gradient at the nearest 
 EXPLAINERS.register("big", boundary_explainer, summary="IG from the nearest boundary point",
                     kind="big", num_steps=32)  # fmt: skip
 EXPLAINERS.register("relex", relex, summary="RelEx mask over noisy copies")
+EXPLAINERS.register("random", random_map, summary="uniform noise: the chance baseline")
 EXPLAINERS.register(
     "occlusion", score_based(occlusion), summary="score drop under sliding windows",
     window=4, stride=2, chunk_size=64,
@@ -113,6 +120,7 @@ __all__ = [
     "l1_norm",
     "occlusion",
     "quadrature",
+    "random_map",
     "regularized_adversarial",
     "relex",
     "rise",

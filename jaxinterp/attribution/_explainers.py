@@ -27,7 +27,7 @@ from ._boundary import big, bsm
 from ._gradient import gradient, gradient_x_input
 from ._smooth import smooth
 
-__all__ = ["boundary_explainer", "explainer", "score_based", "smooth_explainer"]
+__all__ = ["boundary_explainer", "explainer", "random_map", "score_based", "smooth_explainer"]
 
 
 def explainer(
@@ -133,5 +133,27 @@ def boundary_explainer(
             return bsm(score_fn, found.x_adv)
         # big returns (φ, δ) only with return_delta=True, which is not passed here.
         return cast(jax.Array, big(score_fn, x, found.x_adv, num_steps=num_steps))
+
+    return explain
+
+
+def random_map() -> Explainer:
+    """The chance baseline: i.i.d. ``U[0, 1)`` noise shaped like ``x``, drawn from ``key``.
+
+    It ignores the model and the input (apart from its shape). Every metric should score a
+    real explanation above it: a metric on which it ties or wins (a robustness metric with
+    the key held fixed rewards any input-independent map) needs a faithfulness metric beside
+    it. The sanity checks of Adebayo et al. compare explanations with such maps.
+
+    References:
+      Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim, "Sanity checks for saliency maps",
+      NeurIPS 2018.
+    """
+
+    def explain(
+        apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
+    ) -> jax.Array:
+        del apply_fn, params, y
+        return jax.random.uniform(checks.key(key), x.shape, x.dtype)
 
     return explain

@@ -1,14 +1,16 @@
-"""What the claims of ``jaxinterp reproduce`` measure on, and how a claim is judged.
+"""What the claims of ``jaxinterp reproduce`` measure on: models, data, and shared draws.
 
-:class:`Lab` holds the trained models, the evaluation data and settings; the helpers build a
-claim's table (cells ``mean ± std`` over seeds) and its checks (strict orderings of means).
+:class:`Lab` holds the trained models, the evaluation data and the settings, and computes
+the inputs several methods must share (METHODS §5.1): one adversarial example per example
+and model (:meth:`Lab.adversarial`), one key per purpose and seed (:meth:`Lab.key`), batched
+jitted explanations (:meth:`Lab.explain`). Claims are judged by
+:mod:`jaxinterp.experiments.verdict`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,11 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinterp import data, regularizers
+from jaxinterp import attacks, attribution, data
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.evaluate import per_example
 
-__all__ = ["Lab", "Model", "activation_sensitivity", "collect", "means", "order", "status", "table"]
+__all__ = ["Lab", "Model", "collect"]
+
+Table = dict[str, dict[str, list[float]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +40,21 @@ class Model:
     config: Any
 
 
+@functools.lru_cache(maxsize=64)
+def _explain_fn(apply_fn: Callable, method: str, overrides: tuple) -> Callable:
+    explain = attribution.EXPLAINERS.build(method, **dict(overrides))
+    return jax.jit(lambda p, x, y, k: explain(apply_fn, p, x, y, key=k))
+
+
+@functools.lru_cache(maxsize=16)
+def _pgd_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
+    attack = attacks.pgd(epsilon=epsilon, num_steps=steps)
+    return jax.jit(lambda p, x, y, k: attack(apply_fn, p, x, y, key=k))
+
+
 @dataclasses.dataclass
 class Lab:
-    """What the claims measure on: the models, the evaluation data and settings."""
+    """The models, the evaluation data and settings of the study, and its shared draws."""
 
     models: dict[tuple[str, int], Model]
     test: data.Split
@@ -49,21 +65,84 @@ class Lab:
     localisation: dict[int, Model] = dataclasses.field(default_factory=dict)
     localisation_test: data.Split | None = None
     localisation_num_examples: int = 0
-    boundary_searches: int = 3
-    cw_binary_search_steps: int = 9
+    gates: dict[str, float] = dataclasses.field(default_factory=dict)
+    protocol: dict[str, Any] = dataclasses.field(default_factory=dict)
     log: Callable[[str], None] = print
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def xy(self, split: data.Split | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The first examples of ``split`` (default: the test split): ``x, y, extras``."""
         n = self.num_examples
         if split is not None and split is not self.test:
             n = self.localisation_num_examples or n
         split = split or self.test
         n = min(n, len(split.images))
-        extras = {k: np.asarray(v[:n]) for k, v in split.extras.items() if k == "bbox"}
+        boxes = ("bbox", "distractor_bbox")
+        extras = {k: np.asarray(v[:n]) for k, v in split.extras.items() if k in boxes}
         return np.asarray(split.images[:n]), np.asarray(split.labels[:n]), extras
 
+    def key(self, m: Model, purpose: str) -> jax.Array:
+        """One key per model seed and purpose, the same for every method compared."""
+        return jax.random.fold_in(jax.random.PRNGKey(m.seed), sum(map(ord, purpose)))
+
+    def batched(self, fn: Callable[..., Any], *arrays: np.ndarray) -> Any:
+        """``fn(*batch)`` over ``lab.batch_size`` slices of ``arrays``, concatenated."""
+        n = len(arrays[0])
+        outs = [
+            jax.device_get(fn(*(a[i : i + self.batch_size] for a in arrays)))
+            for i in range(0, n, self.batch_size)
+        ]
+        return jax.tree.map(lambda *v: np.concatenate(v), *outs)
+
     def predictions(self, m: Model, x: np.ndarray) -> np.ndarray:
-        return np.asarray(jnp.argmax(m.apply_fn(m.params, x), -1)).astype(np.int32)
+        logits = self.batched(lambda b: m.apply_fn(m.params, b), x)
+        return np.argmax(logits, -1).astype(np.int32)
+
+    def explain(
+        self, m: Model, method: str, x: np.ndarray, target: np.ndarray, key: jax.Array, **kw: Any
+    ) -> np.ndarray:
+        """The registered explainer ``method`` (with ``kw`` overrides), batched; the key of
+        batch ``i`` is ``fold_in(key, i)`` whatever the method, so methods share draws."""
+        fn = _explain_fn(m.apply_fn, method, tuple(sorted(kw.items())))
+        index = np.arange(len(x))
+        return self.batched(
+            lambda xb, yb, ib: fn(m.params, xb, yb, jax.random.fold_in(key, int(ib[0]))),
+            x,
+            target,
+            index,
+        )
+
+    def adversarial(self, m: Model, epsilon: float | None = None) -> dict[str, np.ndarray]:
+        """L∞ PGD of the test examples (``settings.attack_steps``), cached per model and ε:
+        ``{"x_adv", "pred", "adv_pred", "flipped"}`` shared by every method compared."""
+        eps = float(self.settings.epsilon if epsilon is None else epsilon)
+        cache_key = ("adv", m.name, m.seed, eps)
+        if cache_key not in self._cache:
+            x, _, _ = self.xy()
+            pred = self.predictions(m, x)
+            attack = _pgd_fn(m.apply_fn, eps, int(self.settings.attack_steps))
+            key = self.key(m, f"pgd{eps}")
+            index = np.arange(len(x))
+            x_adv = self.batched(
+                lambda xb, yb, ib: attack(m.params, xb, yb, jax.random.fold_in(key, int(ib[0]))),
+                x,
+                pred,
+                index,
+            )
+            adv_pred = self.predictions(m, x_adv)
+            self._cache[cache_key] = {
+                "x_adv": x_adv,
+                "pred": pred,
+                "adv_pred": adv_pred,
+                "flipped": adv_pred != pred,
+            }
+        return self._cache[cache_key]
+
+    def robust_accuracy(self, m: Model) -> float:
+        """Accuracy under the shared PGD attack, against the true labels."""
+        _, y, _ = self.xy()
+        adv = self.adversarial(m)
+        return float(np.mean((adv["adv_pred"] == y) & (adv["pred"] == y)))
 
     def values(
         self,
@@ -72,7 +151,7 @@ class Lab:
         metric_names: Sequence[str],
         split: data.Split | None = None,
     ) -> dict:
-        """Per-example values ``{method: {"metric/value": [N]}}`` of model ``m``."""
+        """Per-example values ``{method: {"metric/value": [N]}}`` of the metric suite."""
         x, _, extras = self.xy(split)
         out, _ = per_example(
             m.apply_fn,
@@ -90,49 +169,9 @@ class Lab:
         return out
 
 
-def _cell(values: Sequence[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.pstdev(values):.2g}"
-
-
-def order(label: str, named: list[tuple[str, float]], higher_first: bool) -> dict:
-    """A check that ``named`` values are strictly ordered as listed (fails on a NaN)."""
-    vals = [v for _, v in named]
-    pairs = zip(vals, vals[1:], strict=False)
-    holds = all((a > b) if higher_first else (a < b) for a, b in pairs)
-    sign = " > " if higher_first else " < "
-    shown = sign.join(f"{n} ({v:.4g})" for n, v in named)
-    check: dict[str, Any] = {"check": f"{label}: {shown}", "holds": bool(holds)}
-    if any(np.isnan(v) for v in vals):
-        check["check"] += " (not measured: no example qualified)"
-        check["measured"] = False
-    return check
-
-
-def status(checks: list[dict]) -> str:
-    """``holds`` / ``partly holds`` / ``does not hold``, or ``not measured``."""
-    measured = [c for c in checks if c.get("measured", True)]
-    if not measured:
-        return "not measured"
-    n = sum(c["holds"] for c in measured)
-    verdict = "holds" if n == len(measured) else ("does not hold" if n == 0 else "partly holds")
-    return verdict if len(measured) == len(checks) else f"{verdict} (some checks not measured)"
-
-
-def table(per_seed: dict[str, dict[str, list[float]]], columns: list[str]) -> list[list[str]]:
-    return [[row] + [_cell(vals[c]) for c in columns] for row, vals in per_seed.items()]
-
-
-def means(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
-    return {r: {c: float(np.mean(v)) for c, v in cols.items()} for r, cols in per_seed.items()}
-
-
-def collect(
-    lab: Lab, names: Sequence[str], measure: Callable[[Model], dict[str, float]]
-) -> dict[str, dict[str, list[float]]]:
+def collect(lab: Lab, names: Sequence[str], measure: Callable[[Model], dict[str, float]]) -> Table:
     """``{model name: {column: [value per seed]}}``."""
-    out: dict[str, dict[str, list[float]]] = {}
+    out: Table = {}
     for name in names:
         for seed in lab.seeds:
             lab.log(f"  {name} (seed {seed})")
@@ -141,18 +180,11 @@ def collect(
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _sensitivity_fn(apply_fn: Callable, features_fn: Callable) -> Callable:
-    penalty = regularizers.activation_sensitivity(features_fn, num_probes=16)
-    return jax.jit(lambda p, x, y, k: penalty(apply_fn, p, x, y, key=k)[0])
+def mean_where(values: np.ndarray, ok: np.ndarray) -> float:
+    """Mean of ``values[ok]``; NaN when no example qualifies."""
+    values, ok = np.asarray(values), np.asarray(ok, bool)
+    return float(np.mean(values[ok])) if np.any(ok) else float("nan")
 
 
-def activation_sensitivity(lab: Lab, m: Model) -> float:
-    """The activation-sensitivity measure (16 jvp probes, all layers), mean over examples."""
-    fn = _sensitivity_fn(m.apply_fn, m.features_fn)
-    x, y, _ = lab.xy()
-    total = 0.0
-    for i in range(0, len(x), lab.batch_size):
-        xb, yb = x[i : i + lab.batch_size], y[i : i + lab.batch_size]
-        total += float(fn(m.params, xb, yb, jax.random.PRNGKey(i))) * len(xb)
-    return total / len(x)
+def as_jax(*arrays: np.ndarray) -> tuple[jax.Array, ...]:
+    return tuple(jnp.asarray(a) for a in arrays)

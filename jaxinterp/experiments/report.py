@@ -24,45 +24,62 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
 
 
+_MARK = {"holds": "x", "does not hold": " ", "inconclusive": "?", "not measured": "-"}
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """The report: setup, a summary of the claims, then one section per claim."""
+    """The report: setup, a summary of the claims, then one section per claim with its
+    tables, gates and checks (each with its verdict, gap and seed std)."""
     s = summary["study"]
+    seeds = list(s["seeds"])
     lines = [
         "# jaxinterp reproduce: the claims of METHODS §5 at small scale",
         "",
         f"Data: `{s['dataset']}`"
         + (f" (localisation: `{s['localisation_dataset']}`)" if s["localisation_dataset"] else "")
-        + f"; seeds {list(s['seeds'])}; {s['num_examples']} test examples per model; "
+        + f"; seeds {seeds}; {s['num_examples']} test examples per model; "
         f"{'quick' if summary['quick'] else 'full'} run on {summary['backend']} "
         f"({summary['devices'][0]}) in {summary['seconds'] / 60:.1f} min. Cells are means over "
-        "seeds (± std over seeds when there are several); checks compare the means. These are "
-        "the numbers this run measured, whether or not they agree with the papers.",
+        "seeds (± std over seeds when there are several). A check **holds** only when its "
+        "per-seed gap exceeds twice the gap's std over at least 3 seeds and its gates pass; "
+        "a failed gate, fewer than 3 seeds or a gap inside the noise make it "
+        "**inconclusive**. These are the numbers this run measured, whether or not they agree "
+        "with the papers.",
         "",
         "Test accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["accuracy"].items()) + ".",
         "",
         "## Summary",
         "",
     ]
+
+    def count(c: dict[str, Any], v: str) -> str:
+        return str(sum(k["verdict"] == v for k in c["checks"]))
+
     lines += _md_table(
-        ["claim", "status", "checks holding"],
+        ["claim", "status", "holds", "does not hold", "inconclusive", "gates passed"],
         [
             [
                 f"{c['id']}. {c['title']}",
                 f"**{c['status']}**",
-                f"{sum(k['holds'] for k in c['checks'])}/{len(c['checks'])}",
+                count(c, "holds"),
+                count(c, "does not hold"),
+                count(c, "inconclusive"),
+                f"{sum(g['passed'] for g in c['gates'])}/{len(c['gates'])}",
             ]
             for c in summary["claims"]
         ],
     )
     for c in summary["claims"]:
-        lines += ["", f"## Claim {c['id']}: {c['title']}", "", c["statement"], ""]
-        lines += _md_table(c["columns"], c["rows"])
-        if c.get("extra_table"):
-            lines += [""] + _md_table(c["extra_table"][0], c["extra_table"][1:])
-        lines += ["", "Checks:", ""]
-        lines += [f"- [{'x' if k['holds'] else ' '}] {k['check']}" for k in c["checks"]]
-        if c.get("reason"):
-            lines += [f"- not measured: {c['reason']}"]
+        lines += ["", f"## Claim {c['id']}: {c['title']}", "", c["statement"]]
+        for t in c["tables"]:
+            lines += ["", f"*{t['title']}*", ""] + _md_table(t["columns"], t["rows"])
+        lines += ["", "Gates:", ""]
+        lines += [f"- [{'x' if g['passed'] else ' '}] {g['gate']}" for g in c["gates"]]
+        lines += ["", "Checks ([x] holds, [ ] does not hold, [?] inconclusive):", ""]
+        lines += [
+            f"- [{_MARK[k['verdict']]}] {k['check']}: **{k['verdict']}** ({k['reason']})"
+            for k in c["checks"]
+        ]
         lines += ["", f"Status: **{c['status']}** ({c['seconds']:.0f}s)."]
     if summary["figures"]:
         lines += ["", "## Figures", ""]
@@ -78,12 +95,13 @@ def _bars(claim: dict[str, Any], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = claim["columns"][1:]
-    rows = claim["rows"]
+    table = claim["tables"][-1]
+    cols = table["columns"][1:]
+    rows = table["rows"]
     fig, axes = plt.subplots(1, len(cols), figsize=(2.6 * len(cols), 2.6), squeeze=False)
     for ax, j in zip(axes[0], range(1, len(cols) + 1), strict=True):
         names = [r[0] for r in rows]
-        vals = [float(str(r[j]).split(" ± ")[0]) for r in rows]
+        vals = [_value(r[j]) for r in rows]
         ax.bar(range(len(names)), vals, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(cols[j - 1], fontsize=8)
@@ -91,6 +109,11 @@ def _bars(claim: dict[str, Any], path: str) -> None:
     fig.suptitle(f"Claim {claim['id']}: {claim['title']} ({claim['status']})", fontsize=9, y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def _value(cell: Any) -> float:
+    text = str(cell).split(" ± ")[0]
+    return float("nan") if text == "-" else float(text)
 
 
 def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[dict]) -> list[str]:

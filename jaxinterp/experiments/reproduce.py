@@ -22,6 +22,7 @@ from jaxinterp import data, training
 from jaxinterp.experiments import claims as claims_lib
 from jaxinterp.experiments import lab as lab_lib
 from jaxinterp.experiments import report, study
+from jaxinterp.experiments.claims_attribution import CLAIMS
 from jaxinterp.experiments.metric_suite import Settings
 from jaxinterp.experiments.restore import load_trained
 from jaxinterp.experiments.train import train_and_evaluate
@@ -55,10 +56,10 @@ def _check(s: ml_collections.ConfigDict, only: Sequence[int] | None) -> list[int
         raise ValueError("the study needs at least one seed")
     if s.num_examples < 1 or s.eval_batch_size < 1:
         raise ValueError("num_examples and eval_batch_size must be >= 1")
-    ids = list(claims_lib.CLAIMS) if not only else list(only)
-    unknown = [i for i in ids if i not in claims_lib.CLAIMS]
+    ids = list(CLAIMS) if not only else list(only)
+    unknown = [i for i in ids if i not in CLAIMS]
     if unknown:
-        raise ValueError(f"unknown claim(s) {unknown}; known: {list(claims_lib.CLAIMS)}")
+        raise ValueError(f"unknown claim(s) {unknown}; known: {list(CLAIMS)}")
     return ids
 
 
@@ -73,14 +74,14 @@ def reproduce(
 
     Args:
       out: Output directory.
-      config: A :func:`~jaxinterp.experiments.study.study_config` (default: digits).
+      config: A :func:`~jaxinterp.experiments.study.study_config` (default: mnist5k).
       quick: Apply :func:`~jaxinterp.experiments.study.quick`.
       claims: Claim ids to measure (default: all five).
 
     Returns:
       What ``results.json`` holds.
     """
-    s = config if config is not None else study.study_config("digits")
+    s = config if config is not None else study.study_config("mnist5k")
     s = study.quick(s) if quick else s
     ids = _check(s, claims)
     t_start = time.perf_counter()
@@ -110,15 +111,15 @@ def reproduce(
         localisation=localisation,
         localisation_test=loc_test,
         localisation_num_examples=int(s.localisation_num_examples),
-        boundary_searches=int(s.boundary_searches),
-        cw_binary_search_steps=int(s.cw_binary_search_steps),
+        gates=dict(s.gates.to_dict()),
+        protocol=dict(s.protocol.to_dict()),
         log=_log,
     )
     results = []
     for i in ids:
         t0 = time.perf_counter()
         _log(f"claim {i}")
-        r = claims_lib.CLAIMS[i](lab)
+        r = claims_lib.run(CLAIMS[i], lab)
         r["seconds"] = time.perf_counter() - t0
         _log(f"claim {i}: {r['status']} ({r['seconds']:.0f}s)")
         results.append(r)

@@ -1,8 +1,9 @@
 """The study ``jaxinterp reproduce`` runs: which models, how long, how many examples.
 
 The packaged ``reproduce_*`` configs (:mod:`jaxinterp.configs`) return :func:`study_config`
-for a dataset; ``--quick`` applies :func:`quick` (one seed, shorter training, fewer
-examples), sized to finish in minutes on a 2-core CPU for the embedded data.
+for a dataset (default: the embedded real-MNIST subset ``mnist5k``, with ``mnist_canvas`` for
+localisation); ``--quick`` applies :func:`quick` (one seed, shorter training, fewer
+examples), sized to finish within 15 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -17,34 +18,39 @@ __all__ = ["MODELS", "model_config", "quick", "study_config"]
 MODELS = ("standard", "pgd_at", "trades", "hessian", "lga", "act_sens")
 
 
-def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
-    """The full study on ``dataset`` (``digits``, ``mnist`` or ``cifar10``).
+def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
+    """The full study on ``dataset`` (``mnist5k``, ``digits``, ``mnist`` or ``cifar10``).
 
     Fields:
       dataset: Training and evaluation data of the six models.
-      localisation_dataset: A dataset with boxes for the localisation claim (``""``: none,
-        that part of claim 3 is then reported as not measured).
-      seeds: One model per experiment and seed; claims compare means over seeds.
+      localisation_dataset: A dataset with a digit box and a distractor box for claim 3's
+        localisation part (``""``: none, that part is then not measured).
+      seeds: One model per experiment and seed; a check needs >= 3 seeds to be decided.
       model, model_kwargs: Another architecture for every model (e.g. a small MLP for a smoke
         test); ``""`` keeps the experiment configs' softplus CNN.
       num_steps: Training steps per model (0: the experiment config's own).
       localisation_model_kwargs, localisation_beta, localisation_learning_rate: The (smaller)
         softplus CNN trained on the localisation data, and its optimiser step.
       num_examples: Test examples evaluated per model; eval_batch_size: their batch.
-      localisation_num_examples: The same on the localisation data (boundary searches on
-        32×32 inputs are the slowest part of the study on a CPU); boundary_searches: how many
-        (seeds) BIG's consistency compares; cw_binary_search_steps: their CW-L2 rounds.
+      localisation_num_examples: The same on the localisation data.
       eval: :class:`jaxinterp.experiments.metric_suite.Settings` fields.
+      gates: Thresholds of the sanity gates (:data:`jaxinterp.experiments.claims.DEFAULT_GATES`
+        for the names; a failed gate makes the checks that need it inconclusive).
+      protocol: Per-claim settings: ``rps_radii`` (claim 2), ``boundary_examples``,
+        ``boundary_radius``, ``cw_binary_search_steps``, ``targeted_epsilon``,
+        ``targeted_steps`` (claim 3), ``retrieval_epsilons``, ``relex_samples``,
+        ``relex_iterations`` (claim 4).
       num_figure_examples: Rows of the attribution grids.
       data_dir: TFDS data dir ("" -> the default).
     """
     s = ml_collections.ConfigDict()
     s.dataset = dataset
-    s.localisation_dataset = "digits_canvas" if dataset == "digits" else ""
+    # The localisation part needs a distractor box (digits_canvas has none).
+    s.localisation_dataset = "mnist_canvas" if dataset == "mnist5k" else ""
     s.seeds = (0, 1, 2)
     s.model = ""  # "" -> the experiment configs' softplus CNN; else a model name for all
     s.model_kwargs = ml_collections.ConfigDict()  # with `model`: its architecture options
-    s.num_steps = 1000 if dataset == "digits" else 0
+    s.num_steps = {"digits": 1000, "mnist5k": 600}.get(dataset, 0)
     s.localisation_num_steps = 600
     s.localisation_model_kwargs = ml_collections.ConfigDict(
         dict(channels=(16, 16, 32, 32), hidden=64)
@@ -53,15 +59,14 @@ def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
     # on the noisy 32×32 canvas within these steps (β = 20 reached 74 % test accuracy in 300).
     s.localisation_beta = 20.0
     s.localisation_learning_rate = 2e-3
-    s.num_examples = 360 if dataset == "digits" else 1000
-    s.eval_batch_size = 120 if dataset == "digits" else 100
-    s.localisation_num_examples = 120
-    s.boundary_searches = 3  # BIG's consistency over boundary searches from different seeds
-    s.cw_binary_search_steps = 9  # the boundary search's CW rounds (its default)
+    s.num_examples = {"digits": 360, "mnist5k": 300}.get(dataset, 1000)
+    s.eval_batch_size = 100
+    s.localisation_num_examples = 100
+    small = dataset in ("digits", "mnist5k")
     s.eval = ml_collections.ConfigDict(
         dict(
-            epsilon=0.1 if dataset != "cifar10" else 8 / 255,
-            attack_steps=20,
+            epsilon=0.15 if small else (0.3 if dataset == "mnist" else 8 / 255),
+            attack_steps=40,
             attribution_epsilon=0.05 if dataset != "cifar10" else 4 / 255,
             topk_fraction=0.1,
             rps_epsilon=4 / 255,
@@ -71,24 +76,42 @@ def study_config(dataset: str = "digits") -> ml_collections.ConfigDict:
             ape_fraction=0.1,
         )
     )
+    s.gates = ml_collections.ConfigDict(dict(accuracy=0.8 if dataset != "cifar10" else 0.6))
+    s.protocol = ml_collections.ConfigDict(
+        dict(
+            rps_radii=(4 / 255, 8 / 255, 16 / 255),
+            boundary_examples=100,
+            boundary_radius=1.0,
+            cw_binary_search_steps=5,
+            targeted_epsilon=6.0,
+            targeted_steps=40,
+            retrieval_epsilons=(0.1, 0.15) if small else (0.3,),
+            relex_samples=20,
+            relex_iterations=50,
+        )
+    )
     s.num_figure_examples = 6
     s.data_dir = ""
     return s
 
 
 def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The ``--quick`` version of ``study``: one seed, a third of the steps, fewer examples."""
+    """The ``--quick`` version of ``study``: one seed (so every check is inconclusive: no
+    seed noise to compare a gap with), fewer steps and examples, smaller gates' counts."""
     s = ml_collections.ConfigDict(study.to_dict())
     s.seeds = (int(study.seeds[0]),)
     if s.num_steps:
-        s.num_steps = max(1, s.num_steps * 3 // 10)
+        s.num_steps = max(1, s.num_steps // 2)
     s.localisation_num_steps = max(1, s.localisation_num_steps // 2)
-    s.num_examples = min(s.num_examples, 96)
-    s.localisation_num_examples = min(s.localisation_num_examples, 16)
-    s.boundary_searches = 2
-    s.cw_binary_search_steps = 3
-    s.eval_batch_size = min(s.eval_batch_size, 48)
-    s.eval.attack_steps = 10
+    s.num_examples = min(s.num_examples, 100)
+    s.localisation_num_examples = min(s.localisation_num_examples, 50)
+    s.eval_batch_size = min(s.eval_batch_size, 50)
+    s.eval.attack_steps = min(s.eval.attack_steps, 20)
+    s.gates.min_flipped = 30
+    s.protocol.boundary_examples = min(s.protocol.boundary_examples, 50)
+    s.protocol.cw_binary_search_steps = 3
+    s.protocol.retrieval_epsilons = tuple(s.protocol.retrieval_epsilons)[-1:]
+    s.protocol.relex_samples = min(s.protocol.relex_samples, 10)
     return s
 
 

@@ -49,6 +49,10 @@ def gate(label: str, value: float, threshold: float, *, at_least: bool = True) -
     }
 
 
+def _mean(v: Sequence[float]) -> float:
+    return math.nan if any(math.isnan(x) for x in v) else statistics.fmean(v)
+
+
 def _std(v: Sequence[float]) -> float:
     return statistics.stdev(v) if len(v) > 1 else float("nan")
 
@@ -85,14 +89,15 @@ def compare(
         raise ValueError(f"{label}: {len(va)} seeds of {name_a} vs {len(vb)} of {name_b}")
     sign = 1.0 if higher else -1.0
     gaps = [sign * (x - y) for x, y in zip(va, vb, strict=True)]
-    gap, sd = statistics.fmean(gaps), _std(gaps)
+    measured = not any(math.isnan(v) for v in gaps)
+    gap, sd = (statistics.fmean(gaps), _std(gaps)) if measured else (math.nan, math.nan)
     rel = " > " if higher else " < "
     text = (
-        f"{label}: {name_a} ({statistics.fmean(va):.4g}){rel}{name_b} ({statistics.fmean(vb):.4g});"
+        f"{label}: {name_a} ({_mean(va):.4g}){rel}{name_b} ({_mean(vb):.4g});"
         f" gap {gap:.3g} ± {sd:.2g} over {len(gaps)} seed(s)"
     )
     failed = [g["gate"] for g in gates if not g["passed"]]
-    if any(math.isnan(v) for v in va + vb):
+    if not measured:
         verdict, reason = "not measured", "no example qualified"
     elif failed:
         verdict, reason = "inconclusive", "gate failed: " + "; ".join(failed)

@@ -1,0 +1,165 @@
+"""The verdicts of `jaxinterp reproduce`: gates, seed noise, and checks that can fail.
+
+Every claim's judge runs on made-up per-seed tables: a table where the claim holds must give
+"holds", the same table with the compared models swapped must give "does not hold", and a
+failed gate must turn the checks that need it "inconclusive".
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from jaxinterp.experiments import claims, verdict
+from jaxinterp.experiments.claims_attribution import CLAIMS
+
+G = dict(claims.DEFAULT_GATES)
+
+
+def test_compare_needs_three_seeds_and_a_gap_beyond_twice_the_seed_std():
+    c = verdict.compare
+    assert c("m", ("a", [2.0, 2.1, 2.2]), ("b", [1.0, 1.1, 1.0]), higher=True)["verdict"] == "holds"
+    swapped = c("m", ("b", [1.0, 1.1, 1.0]), ("a", [2.0, 2.1, 2.2]), higher=True)
+    assert swapped["verdict"] == "does not hold"
+    lower = c("m", ("a", [1.0, 1.1, 1.0]), ("b", [2.0, 2.1, 2.2]), higher=False)
+    assert lower["verdict"] == "holds"
+    noisy = c("m", ("a", [2.0, 0.5, 3.0]), ("b", [1.0, 1.5, 1.2]), higher=True)
+    assert noisy["verdict"] == "inconclusive" and "within" in noisy["reason"]
+    one = c("m", ("a", [5.0]), ("b", [1.0]), higher=True)
+    assert one["verdict"] == "inconclusive" and "seeds" in one["reason"]
+    assert one["direction"] == "as claimed"
+    tie = c("m", ("a", [1.0, 1.0, 1.0]), ("b", [1.0, 1.0, 1.0]), higher=True)
+    assert tie["verdict"] == "inconclusive"
+    nan = c("m", ("a", [float("nan")] * 3), ("b", [1.0] * 3), higher=True)
+    assert nan["verdict"] == "not measured"
+    failed = verdict.gate("attack", 0.1, 0.5)
+    gated = c("m", ("a", [2.0, 2.1, 2.2]), ("b", [1.0] * 3), higher=True, gates=[failed])
+    assert gated["verdict"] == "inconclusive" and "attack" in gated["reason"]
+    assert not verdict.gate("x", float("nan"), 0.0)["passed"]
+    assert verdict.gate("x", 0.01, 0.05, at_least=False)["passed"]
+    with pytest.raises(ValueError, match="seeds"):
+        c("m", ("a", [1.0, 2.0]), ("b", [1.0, 2.0, 3.0]), higher=True)
+
+
+def test_status_summarises_the_verdicts():
+    h = {"verdict": "holds"}
+    n = {"verdict": "does not hold"}
+    assert verdict.status([h, h]) == "holds"
+    assert verdict.status([n]) == "does not hold"
+    assert verdict.status([h, n, {"verdict": "inconclusive"}]).startswith("mixed (1 holds")
+    assert verdict.status([]) == "not measured"
+
+
+def _seeds(v: float, spread: float = 0.01) -> list[float]:
+    return [v - spread, v, v + spread]
+
+
+def _holding_tables() -> dict[int, dict]:
+    """Per claim, made-up numbers with which every check of the claim holds."""
+    sens = "activation sensitivity (normalised, finite differences)"
+    topk = "top-k intersection (attack)"
+    m1 = {
+        name: {
+            "accuracy": _seeds(0.95),
+            "robust accuracy": _seeds(r),
+            sens: _seeds(s),
+            "RPS pearson": _seeds(rps),
+            "max-sensitivity": _seeds(s),
+            topk: _seeds(rps),
+        }
+        for name, r, s, rps in [
+            ("standard", 0.1, 3.0, 0.5),
+            ("pgd_at", 0.7, 2.0, 0.6),
+            ("trades", 0.7, 2.0, 0.6),
+            ("act_sens", 0.3, 1.0, 0.7),
+        ]
+    }
+    gain = "frame correlation gained by the manipulation"
+    m2 = {
+        name: {
+            "accuracy": _seeds(0.95),
+            "1 − RPS @ 4/255": _seeds(v),
+            "1 − RPS @ 16/255": _seeds(2 * v),
+            gain: _seeds(v),
+            "train step ms": _seeds(ms),
+        }
+        for name, v, ms in [("standard", 0.3, 10.0), ("hessian", 0.2, 40.0), ("lga", 0.1, 20.0)]
+    }
+    cos = "cos of the boundary normal, x vs matched radius"
+    m3 = {
+        name: {"robust accuracy": _seeds(r), "boundary found": _seeds(0.9), cos: _seeds(c)}
+        for name, r, c in [("standard", 0.1, 0.3), ("pgd_at", 0.7, 0.8), ("trades", 0.7, 0.8)]
+    }
+    dg = "distractor game"
+    loc = {n: {dg: _seeds(v)} for n, v in [
+        ("gradient", 0.55), ("BSM", 0.7), ("BIG", 0.8), ("IG (black)", 0.6),
+        ("IG (mean canvas)", 0.6), ("random map", 0.5), ("input |x|", 0.5),
+    ]}  # fmt: skip
+    loc["BIG"] |= {"consistency (3 boundary points)": _seeds(0.7),
+                   "targeted boundary found": _seeds(0.9)}  # fmt: skip
+    loc["IG (black)"]["consistency (3 baselines)"] = _seeds(0.4)
+    loc["model"] = {"accuracy": _seeds(0.9)}
+    methods4 = ["relex", "relex (no noise)", "smoothgrad", "ig", "gradient", "random"]
+    spec = ["specificity ε=0.15 top-10%", "specificity ε=0.15 top-25%"]
+    m4 = {n: {c: _seeds(0.6 if n == "relex" else 0.2) for c in spec} for n in methods4}
+    a4 = {"standard": {"attack success ε=0.15": _seeds(0.9), "flipped ε=0.15": _seeds(250.0)}}
+    coh, ape = "spatial coherence", "APE − random top-10%"
+    m5 = {n: {ape: _seeds(a), coh: _seeds(c)} for n, a, c in [
+        ("regadv", 0.5, 0.6), ("pgd_perturbation", 0.2, 0.1), ("gradient", 0.3, 0.2),
+        ("random", 0.0, 0.0),
+    ]}  # fmt: skip
+    m5["attack"] = {"PGD success (standard)": _seeds(0.9)}
+    return {
+        1: {"models": m1},
+        2: {"models": m2},
+        3: {"models": m3, "distractor canvas (standard model)": loc},
+        4: {"attack": a4, "methods": m4},
+        5: {"methods": m5},
+    }
+
+
+# Per claim: (table, the row claimed better, the row it is compared with) to swap, and a gate
+# to break as (table, row, column, failing value).
+SWAPS = {
+    1: ("models", "pgd_at", "standard"),
+    2: ("models", "lga", "standard"),
+    3: ("models", "pgd_at", "standard"),
+    4: ("methods", "relex", "gradient"),
+    5: ("methods", "regadv", "gradient"),
+}
+BREAK = {
+    1: ("models", "pgd_at", "robust accuracy", 0.15),  # PGD-AT not robust
+    2: ("models", "lga", "accuracy", 0.5),  # not at similar accuracy
+    3: ("distractor canvas (standard model)", "input |x|", "distractor game", 0.7),
+    4: ("attack", "standard", "attack success ε=0.15", 0.2),  # the attack failed
+    5: ("methods", "attack", "PGD success (standard)", 0.1),
+}
+
+
+@pytest.mark.parametrize("claim_id", sorted(CLAIMS))
+def test_each_claim_holds_flips_when_swapped_and_is_inconclusive_when_a_gate_fails(claim_id):
+    claim = CLAIMS[claim_id]
+    tables = _holding_tables()[claim_id]
+    gates, checks = claim.judge(tables, G)
+    assert checks and all(g["passed"] for g in gates), gates
+    assert {c["verdict"] for c in checks} == {"holds"}, [c["check"] for c in checks]
+    # Swap the two compared rows: the checks between them now fail beyond the noise.
+    name, a, b = SWAPS[claim_id]
+    swapped = copy.deepcopy(tables)
+    for col in set(swapped[name][a]) & set(swapped[name][b]):
+        if col not in ("accuracy", "robust accuracy", "boundary found"):
+            swapped[name][a][col], swapped[name][b][col] = (
+                tables[name][b][col],
+                tables[name][a][col],
+            )
+    _, after = claim.judge(swapped, G)
+    flipped = [c for c in after if f"{a} (" in c["check"] and f"{b} (" in c["check"]]
+    assert flipped and all(c["verdict"] == "does not hold" for c in flipped), after
+    # Break a gate: the checks that depend on it become inconclusive, none holds against it.
+    t, row, col, bad = BREAK[claim_id]
+    broken = copy.deepcopy(tables)
+    broken[t][row][col] = _seeds(bad)
+    gates, after = claim.judge(broken, G)
+    assert not all(g["passed"] for g in gates)
+    assert any(c["verdict"] == "inconclusive" and "gate failed" in c["reason"] for c in after)
