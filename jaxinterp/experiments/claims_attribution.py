@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attacks, attribution, metrics
+from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
 from jaxinterp.experiments.lab import Lab, Model, collect, mean_where
@@ -34,11 +35,13 @@ def _grad_margin(apply_fn: Callable, params: Any, z: jax.Array, y: jax.Array, t:
 
 
 @functools.lru_cache(maxsize=16)
-def _normals_fn(apply_fn: Callable, cw_rounds: int, radius: float) -> Callable:
+def _normals_fn(
+    apply_fn: Callable, cw_rounds: int, radius: float, epsilons: tuple[float, ...]
+) -> Callable:
     """``jit(fn)(params, x, y, key)``: the boundary point ``x'`` and the cosine of the true
     boundary normal ``∇(f_y − f_y')`` at ``x`` with the one at ``x'`` and at ``x + r·u``
     (``u`` the unit direction to ``x'``, ``r = radius`` the same for every model)."""
-    search = attacks.boundary_search(cw_binary_search_steps=cw_rounds)
+    search = attacks.boundary_search(epsilons=epsilons, cw_binary_search_steps=cw_rounds)
 
     def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         r = search(apply_fn, params, x, y, key=key)
@@ -173,11 +176,12 @@ def _measure_3(lab: Lab) -> Tables:
     n = int(lab.protocol.get("boundary_examples", len(x)))
     radius = float(lab.protocol.get("boundary_radius", 1.0))
     rounds = int(lab.protocol.get("cw_binary_search_steps", 9))
+    ladder = tuple(float(e) for e in lab.protocol.get("boundary_epsilons", DEFAULT_EPSILONS))
 
     def measure(m: Model) -> dict[str, float]:
         xs = x[:n]
         pred = lab.predictions(m, xs)
-        fn, key = _normals_fn(m.apply_fn, rounds, radius), lab.key(m, "boundary")
+        fn, key = _normals_fn(m.apply_fn, rounds, radius, ladder), lab.key(m, "boundary")
         r = lab.batched(lambda a, b: fn(m.params, a, b, key), xs, pred)
         ok = r["found"]
         return {

@@ -124,7 +124,10 @@ def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[d
     n = int(study.num_figure_examples)
     x, y = x[:n], y[:n]
     seed = lab.seeds[0]
-    models = {name: m for (name, s), m in lab.models.items() if s == seed}
+    drawn = tuple(study.get("figure_models", ()))
+    models = {
+        name: m for (name, s), m in lab.models.items() if s == seed and (not drawn or name in drawn)
+    }
     if lab.localisation:
         models["localisation_standard"] = lab.localisation[seed]
     for name, m in models.items():

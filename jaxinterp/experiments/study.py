@@ -29,6 +29,10 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
       model, model_kwargs: Another architecture for every model (e.g. a small MLP for a smoke
         test); ``""`` keeps the experiment configs' softplus CNN.
       num_steps: Training steps per model (0: the experiment config's own).
+      robust_attack_steps: PGD steps of the PGD-AT and TRADES training attacks, which then
+        use the evaluation radius ``eval.epsilon`` (0: the experiment configs' own attack; 1:
+        FGSM from a random start, α = 1.25 ε, as in "fast" adversarial training).
+      batch_size: Training batch of every model (0: the experiment configs' own).
       localisation_model_kwargs, localisation_beta, localisation_learning_rate: The (smaller)
         softplus CNN trained on the localisation data, and its optimiser step.
       num_examples: Test examples evaluated per model; eval_batch_size: their batch.
@@ -36,11 +40,13 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
       eval: :class:`jaxinterp.experiments.metric_suite.Settings` fields.
       gates: Thresholds of the sanity gates (:data:`jaxinterp.experiments.claims.DEFAULT_GATES`
         for the names; a failed gate makes the checks that need it inconclusive).
-      protocol: Per-claim settings: ``rps_radii`` (claim 2), ``boundary_examples``,
+      protocol: Per-claim settings: ``rps_radii`` (claim 2); ``boundary_examples``,
+        ``boundary_epsilons`` (the L2 PGD ladder of the boundary search),
         ``boundary_radius``, ``cw_binary_search_steps``, ``targeted_epsilon``,
-        ``targeted_steps`` (claim 3), ``retrieval_epsilons``, ``relex_samples``,
+        ``targeted_steps`` (claim 3); ``retrieval_epsilons``, ``relex_samples``,
         ``relex_iterations`` (claim 4).
-      num_figure_examples: Rows of the attribution grids.
+      num_figure_examples: Rows of the attribution grids; figure_models: the models drawn
+        (``()``: all).
       data_dir: TFDS data dir ("" -> the default).
     """
     s = ml_collections.ConfigDict()
@@ -50,8 +56,10 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
     s.seeds = (0, 1, 2)
     s.model = ""  # "" -> the experiment configs' softplus CNN; else a model name for all
     s.model_kwargs = ml_collections.ConfigDict()  # with `model`: its architecture options
-    s.num_steps = {"digits": 1000, "mnist5k": 600}.get(dataset, 0)
-    s.localisation_num_steps = 600
+    s.num_steps = {"digits": 1000, "mnist5k": 400}.get(dataset, 0)
+    s.robust_attack_steps = 1 if dataset in ("digits", "mnist5k") else 0
+    s.batch_size = 64 if dataset in ("digits", "mnist5k") else 0
+    s.localisation_num_steps = 1200
     s.localisation_model_kwargs = ml_collections.ConfigDict(
         dict(channels=(16, 16, 32, 32), hidden=64)
     )
@@ -81,6 +89,7 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
         dict(
             rps_radii=(4 / 255, 8 / 255, 16 / 255),
             boundary_examples=100,
+            boundary_epsilons=(0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
             boundary_radius=1.0,
             cw_binary_search_steps=5,
             targeted_epsilon=6.0,
@@ -91,6 +100,7 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
         )
     )
     s.num_figure_examples = 6
+    s.figure_models = ()  # () -> every model (first seed); the localisation model always
     s.data_dir = ""
     return s
 
@@ -102,13 +112,14 @@ def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     s.seeds = (int(study.seeds[0]),)
     if s.num_steps:
         s.num_steps = max(1, s.num_steps // 2)
-    s.localisation_num_steps = max(1, s.localisation_num_steps // 2)
-    s.num_examples = min(s.num_examples, 100)
-    s.localisation_num_examples = min(s.localisation_num_examples, 50)
-    s.eval_batch_size = min(s.eval_batch_size, 50)
+    s.num_examples = min(s.num_examples, 60)
+    s.localisation_num_examples = min(s.localisation_num_examples, 40)
+    s.eval_batch_size = min(s.eval_batch_size, 60)
+    s.num_figure_examples = min(s.num_figure_examples, 4)
+    s.figure_models = ("standard",)
     s.eval.attack_steps = min(s.eval.attack_steps, 20)
     s.gates.min_flipped = 30
-    s.protocol.boundary_examples = min(s.protocol.boundary_examples, 50)
+    s.protocol.boundary_examples = min(s.protocol.boundary_examples, 30)
     s.protocol.cw_binary_search_steps = 3
     s.protocol.retrieval_epsilons = tuple(s.protocol.retrieval_epsilons)[-1:]
     s.protocol.relex_samples = min(s.protocol.relex_samples, 10)
@@ -126,6 +137,8 @@ def model_config(
     c.log_every = 100
     c.checkpoint_every = 200
     c.keep_checkpoints = 1
+    if study.get("batch_size"):
+        c.batch_size = int(study.batch_size)
     steps = study.localisation_num_steps if localisation else study.num_steps
     if steps:
         c.num_steps = int(steps)
@@ -137,4 +150,13 @@ def model_config(
         c.model_kwargs = ml_collections.ConfigDict(study.localisation_model_kwargs.to_dict())
         c.beta = float(study.localisation_beta)
         c.learning_rate = float(study.localisation_learning_rate)
+    if study.get("robust_attack_steps") and not localisation:
+        # The robust baselines are trained at the radius they are evaluated at.
+        for p in c.penalties.values():
+            if p.penalty in ("adversarial_training", "trades"):
+                p.epsilon = float(study.eval.epsilon)
+                p.num_steps = int(study.robust_attack_steps)
+                # One step: FGSM from a random start with α = 1.25 ε ("fast" adversarial
+                # training, Wong, Rice, Kolter, ICLR 2020); else PGD's 2.5 ε / K.
+                p.step_size = (1.25 if p.num_steps == 1 else 2.5 / p.num_steps) * p.epsilon
     return c
