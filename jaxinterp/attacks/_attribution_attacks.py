@@ -70,7 +70,7 @@ def _setup(
     attr_fn: AttributionFn, apply_fn: ApplyFn, params: Any, x: Any, y: Any, bounds: Any
 ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
     """Call-time checks; returns ``(params, x, y or the prediction, h(x))``."""
-    x = checks.array(x, "x", min_ndim=2)
+    x = checks.array(x, "x", min_ndim=2, image=True)
     checks.in_bounds(x, bounds)
     params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
     k = checks.num_classes(apply_fn, params, x)

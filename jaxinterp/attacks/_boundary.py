@@ -218,7 +218,8 @@ def boundary_search(
         *,
         key: jax.Array | None = None,
     ) -> BoundaryResult:
-        x, y = jnp.asarray(x), jnp.asarray(y)
+        x = checks.array(x, "x", min_ndim=2, image=True)
+        y = checks.labels(y, x.shape[0], "y", num_classes=checks.num_classes(apply_fn, params, x))
         ladder = ladders[key is not None]
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
 

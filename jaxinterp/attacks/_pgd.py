@@ -212,7 +212,7 @@ def check_call(
     Shapes and dtypes always; label range and input bounds only for concrete inputs. With
     ``norm="l2"`` and ``bounds``, ``epsilon`` must not exceed the box's L2 diameter.
     """
-    checks.array(x, "x", min_ndim=2)
+    checks.array(x, "x", min_ndim=2, image=True)
     if needs_key:
         checks.key(key, required_by="random_start=True")
     if bounds is not None and norm == "l2" and epsilon is not None:

@@ -61,7 +61,7 @@ def with_restarts(attack: Attack, num_restarts: int) -> Attack:
         if num_restarts == 1:
             return first_field(attack(apply_fn, params, x, y, key=key))
         key = checks.key(key, required_by=f"with_restarts(num_restarts={num_restarts})")
-        x = checks.array(x, "x", min_ndim=2)
+        x = checks.array(x, "x", min_ndim=2, image=True)
         y = checks.labels(y, x.shape[0], "y")
 
         def run(

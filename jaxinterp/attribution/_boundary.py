@@ -51,13 +51,14 @@ def bsm(score_fn: ScoreFn, boundary_point: jax.Array) -> jax.Array:
 
     Raises:
         TypeError: ``boundary_point`` is not floating point.
-        ValueError: ``score_fn`` does not return ``[B]``.
+        ValueError: ``score_fn`` does not return ``[B]``, an empty batch, or a channels-first
+            ``boundary_point``.
 
     References:
         Wang, Fredrikson & Datta, "Robust Models Are More Interpretable Because Attributions
         Look Normal", ICML 2022 (boundary-based saliency map, BSM).
     """
-    return gradient(score_fn, checks.array(boundary_point, "boundary_point"))
+    return gradient(score_fn, checks.array(boundary_point, "boundary_point", image=True))
 
 
 def big(
@@ -103,8 +104,8 @@ def big(
     """
     if "baseline" in ig_kwargs:
         raise TypeError("big takes the baseline as boundary_point, not baseline=")
-    x = checks.array(x)
-    point = checks.array(boundary_point, "boundary_point")
+    x = checks.array(x, image=True)
+    point = checks.array(boundary_point, "boundary_point", image=True)
     baseline = checks.like(point, x, "boundary_point").astype(x.dtype)
     return integrated_gradients(
         score_fn, x, baseline=baseline, num_steps=num_steps, method=method, **ig_kwargs
@@ -154,4 +155,4 @@ def bsg(
         kind="smoothgrad",
         chunk_size=chunk_size,
     )
-    return smoothed(score_fn, checks.array(boundary_point, "boundary_point"), key=key)
+    return smoothed(score_fn, checks.array(boundary_point, "boundary_point", image=True), key=key)

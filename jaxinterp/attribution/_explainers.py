@@ -148,12 +148,18 @@ def random_map() -> Explainer:
     References:
       Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim, "Sanity checks for saliency maps",
       NeurIPS 2018.
+
+    Returns:
+      ``explain(apply_fn, params, x, y, *, key) -> [B, ...]`` like ``x``; it refuses a ``x``
+      that is not a float batch ``[B, ...]`` (``B >= 1``, images channels last) like the
+      other explainers, and a missing ``key``.
     """
 
     def explain(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
     ) -> jax.Array:
         del apply_fn, params, y
+        x = checks.array(x, image=True)
         return jax.random.uniform(checks.key(key), x.shape, x.dtype)
 
     return explain

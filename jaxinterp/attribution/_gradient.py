@@ -30,14 +30,16 @@ def gradient(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
         ``g``, shaped like ``x``.
 
     Raises:
-        TypeError: ``x`` is not floating point.
-        ValueError: ``score_fn`` does not return shape ``[B]``.
+        TypeError: ``x`` is not floating point (raw ``uint8`` images: the message gives
+            ``x.astype(jnp.float32) / 255``).
+        ValueError: ``score_fn`` does not return shape ``[B]``, an empty batch, or a 4-D
+            ``x`` that looks channels-first (``[B, H, W, C]`` is expected).
 
     References:
         Simonyan, Vedaldi, Zisserman, "Deep inside convolutional networks: visualising image
         classification models and saliency maps", ICLR Workshop 2014.
     """
-    x = checks.array(x)
+    x = checks.array(x, image=True)
     return jax.grad(lambda z: jnp.sum(checked_score(score_fn, z)))(x)
 
 
@@ -57,5 +59,5 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
         Shrikumar, Greenside, Shcherbina, Kundaje, "Not just a black box: learning important
         features through propagating activation differences", arXiv:1605.01713, 2016.
     """
-    x = checks.array(x)
+    x = checks.array(x, image=True)
     return x * gradient(score_fn, x)

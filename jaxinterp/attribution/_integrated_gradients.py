@@ -169,7 +169,7 @@ def integrated_gradients(
     References:
         Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
     """
-    x = checks.array(x)
+    x = checks.array(x, image=True)
     alphas, weights = quadrature(method, num_steps)
     chunk_size = checks.chunk_size(chunk_size)
     base = _baseline(baseline, x)
@@ -216,7 +216,7 @@ def expected_integrated_gradients(
         Distill 2020; Erion et al., "Improving performance of deep learning models with
         axiomatic attribution priors and expected gradients", Nature Machine Intelligence 2021.
     """
-    x = checks.array(x)
+    x = checks.array(x, image=True)
     if "baseline" in kwargs:
         raise TypeError("expected_integrated_gradients takes baselines [S, B, ...], not baseline")
     baselines = jnp.asarray(baselines, x.dtype)

@@ -80,7 +80,7 @@ def occlusion(
     References:
       Zeiler, Fergus, "Visualizing and understanding convolutional networks", ECCV 2014.
     """
-    x = checks.array(x, "x", ndims=(4,))
+    x = checks.array(x, "x", ndims=(4,), image=True)
     window = _pair("window", window)
     stride = window if stride is None else _pair("stride", stride)
     if window[0] > x.shape[1] or window[1] > x.shape[2] or min(window + stride) < 1:
@@ -142,7 +142,7 @@ def rise(
       Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
       models", BMVC 2018.
     """
-    x = checks.array(x, "x", ndims=(4,))
+    x = checks.array(x, "x", ndims=(4,), image=True)
     key = checks.key(key)
     num_masks = checks.integer("num_masks", num_masks)
     grid = checks.integer("grid", grid)

@@ -105,8 +105,9 @@ def regularized_adversarial(
 
     Raises:
       ValueError: On invalid hyperparameters (naming the argument). ``explain`` raises
-        ``TypeError`` for a non-float ``x``, ``ValueError`` for ``x`` not ``[B, H, W, C]``,
-        ``y`` not ``[B]`` integer, or a regularizer not returning ``[B]``.
+        ``TypeError`` for a non-float ``x``, ``ValueError`` for ``x`` not ``[B, H, W, C]``
+        (channels last, ``B >= 1``), ``y`` not ``[B]`` integer, or a regularizer not
+        returning ``[B]``.
 
     Example:
       >>> explain = regularized_adversarial(epsilon=0.1, num_steps=20, tv=1e-3)
@@ -157,7 +158,7 @@ def regularized_adversarial(
         key: jax.Array | None = None,
     ) -> Any:
         del key  # Deterministic; accepted for a uniform explainer signature.
-        x = checks.array(x, "x", ndims=(4,))
+        x = checks.array(x, "x", ndims=(4,), image=True)
         y = checks.labels(y, x.shape[0], "y", num_classes=checks.num_classes(apply_fn, params, x))
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
         lo_d: float | jax.Array = -epsilon

@@ -74,7 +74,8 @@ def relex(
 
     Raises:
       ValueError: On invalid hyperparameters (naming the argument). ``explain`` raises
-        ``TypeError`` for a non-float ``x`` and ``ValueError`` for a bad ``target``.
+        ``TypeError`` for a non-float ``x`` and ``ValueError`` for a bad ``target``, an
+        empty batch or a channels-first ``x``.
 
     Example:
       >>> explain = relex(num_iterations=50, num_samples=16)
@@ -101,7 +102,7 @@ def relex(
         *,
         key: jax.Array,
     ) -> jax.Array:
-        x = checks.array(x, min_ndim=2)
+        x = checks.array(x, min_ndim=2, image=True)
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
         b, n, feat = x.shape[0], num_samples, x.shape[1:]
         target = _targets(apply_fn, params, x, target)

@@ -78,7 +78,7 @@ def smooth(
     chunk_size = checks.chunk_size(chunk_size)
 
     def smoothed(score_fn: ScoreFn, x: jax.Array, *, key: jax.Array) -> jax.Array:
-        x = checks.array(x)
+        x = checks.array(x, image=True)
         rows = flat(x)
         sigma = noise_level * (jnp.max(rows, axis=1) - jnp.min(rows, axis=1))
         sigma = sigma.reshape((-1,) + (1,) * (x.ndim - 1))  # [B, 1, ...]

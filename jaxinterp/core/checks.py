@@ -5,6 +5,10 @@
 * A value of the right type but outside its range or of the wrong shape raises
   ``ValueError``.
 
+Batched arrays are ``[B, ...]`` with ``B >= 1``; model inputs are floats (raw ``uint8``
+images are refused with the ``x.astype(jnp.float32) / 255`` hint) and images are channels
+last ``[B, H, W, C]``.
+
 Every message names the argument and what was expected (range, shape, dtype). The checks
 run at the Python boundary: shape and dtype checks also hold under ``jit`` (shapes are
 static), value checks (label ranges, input bounds) run only on concrete arrays.
@@ -31,6 +35,7 @@ __all__ = [
     "baseline",
     "bounds",
     "box",
+    "channels_last",
     "chunk_size",
     "epsilon_in_bounds",
     "function",
@@ -257,6 +262,40 @@ def epsilon_in_bounds(epsilon: float, box: tuple[float, float] | None) -> None:
 _RANKS = {1: "[B]", 2: "[B, D]", 3: "[B, H, W]", 4: "[B, H, W, C]"}
 
 
+def _dtype_hint(name: str, dtype: Any) -> str:
+    """How to turn a non-float input into the ``[0, 1]`` floats an input must be."""
+    if dtype == jnp.uint8:
+        return (
+            f": raw 8-bit images? Inputs are floats in [0, 1], e.g. "
+            f"{name}.astype(jnp.float32) / 255"
+        )
+    if jnp.issubdtype(dtype, jnp.integer):
+        return (
+            f": convert it, e.g. {name}.astype(jnp.float32) (divided by 255 for 8-bit pixel "
+            "values, since inputs are floats in [0, 1])"
+        )
+    return ""
+
+
+def channels_last(x: jax.Array, name: str = "x") -> jax.Array:
+    """``x`` unless it is a 4-D image batch that looks channels-first ``[B, C, H, W]``.
+
+    Such a batch has ``C = x.shape[1]`` in ``(1, 3)`` and ``x.shape[2], x.shape[3] > 4``:
+    channels-last images ``[B, H, W, C]`` that small in ``H`` and that wide in ``C`` are
+    rare, while NCHW batches from PyTorch pipelines are common.
+
+    Raises:
+      ValueError: ``x`` looks channels-first; the message shows the transpose.
+    """
+    shape = tuple(x.shape)
+    if len(shape) == 4 and shape[1] in (1, 3) and shape[2] > 4 and shape[3] > 4:
+        raise ValueError(
+            f"{name} looks channels-first [B, C, H, W] (shape {shape}), but jaxinterp expects "
+            f"channels last [B, H, W, C]: pass jnp.transpose({name}, (0, 2, 3, 1))"
+        )
+    return x
+
+
 def array(
     x: Any,
     name: str = "x",
@@ -264,6 +303,8 @@ def array(
     ndims: Sequence[int] | None = None,
     min_ndim: int = 1,
     cast: bool = False,
+    image: bool = False,
+    allow_empty: bool = False,
 ) -> jax.Array:
     """``x`` as a floating-point JAX array ``[B, ...]`` (rank in ``ndims`` if given).
 
@@ -273,15 +314,20 @@ def array(
       ndims: Allowed ranks, or ``None`` for any rank ``>= min_ndim``.
       min_ndim: The least rank without ``ndims`` (``2``: a batch of vectors or images).
       cast: Convert bool/integer arrays to float32 (maps and masks); otherwise they are
-        refused (an input that is differentiated must be floating point).
+        refused (an input that is differentiated must be floating point), with a hint for
+        raw ``uint8`` images (``x.astype(jnp.float32) / 255``).
+      image: ``x`` is a model input: a 4-D ``x`` must be channels last ``[B, H, W, C]``
+        (:func:`channels_last` refuses one that looks ``[B, C, H, W]``).
+      allow_empty: Accept ``B = 0`` (e.g. per-example values of an empty batch).
 
     Raises:
       ArgumentTypeError: Not an array, complex, or (without ``cast``) not floating point.
-      ValueError: No batch axis, or a rank outside ``ndims``.
+      ValueError: No batch axis, a rank outside ``ndims``, an empty batch ``B = 0`` (without
+        ``allow_empty``), or (``image``) a channels-first layout.
     """
     try:
         x = jnp.asarray(x)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ArgumentTypeError(
             f"{name} must be an array [B, ...], got {type(x).__name__}"
         ) from None
@@ -291,7 +337,7 @@ def array(
         if not cast:
             raise ArgumentTypeError(
                 f"{name} must be a float array [B, ...] (a floating-point dtype), "
-                f"got dtype {x.dtype}"
+                f"got dtype {x.dtype}{_dtype_hint(name, x.dtype)}"
             )
         x = x.astype(jnp.float32)
     if (x.ndim < min_ndim) if ndims is None else (x.ndim not in ndims):
@@ -300,7 +346,12 @@ def array(
         else:
             want = " or ".join(_RANKS.get(n, f"{n}-D") for n in ndims)
         raise ValueError(f"{name} must be {want}, got shape {tuple(x.shape)}")
-    return x
+    if x.ndim and x.shape[0] == 0 and not allow_empty:
+        raise ValueError(
+            f"{name} has an empty batch (B = 0): {name} must hold at least one example, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return channels_last(x, name) if image else x
 
 
 def like(a: Any, x: jax.Array, name: str, like: str = "x") -> jax.Array:
@@ -352,9 +403,16 @@ def labels(y: Any, batch: int, name: str = "y", *, num_classes: int | None = Non
 
     Raises:
       ArgumentTypeError: ``y`` is not an integer array.
-      ValueError: ``y`` is not ``[B]``, or (concrete) a label is outside ``[0, K)``.
+      ValueError: ``y`` is not ``[B]``, the batch is empty (``B = 0``), or (concrete) a label
+        is outside ``[0, K)``. Traced labels cannot be range-checked: the losses and scores of
+        :mod:`jaxinterp.core` give NaN for an example whose label is outside ``[0, K)``.
     """
-    y = jnp.asarray(y)
+    try:
+        y = jnp.asarray(y)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(
+            f"{name} must hold integer labels [B] = ({batch},), got {type(y).__name__}"
+        ) from None
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise ArgumentTypeError(
             f"{name} must hold integer labels [B] = ({batch},), got dtype {y.dtype} (an integer "
@@ -365,6 +423,8 @@ def labels(y: Any, batch: int, name: str = "y", *, num_classes: int | None = Non
             f"{name} must be [B] with the batch size of x, ({batch},), integer labels; "
             f"got shape {tuple(y.shape)}"
         )
+    if batch == 0:
+        raise ValueError(f"{name} has an empty batch (B = 0): labels of at least one example")
     if num_classes is not None and is_concrete(y) and y.size:
         y_np = np.asarray(y)
         if y_np.min() < 0 or y_np.max() >= num_classes:

@@ -39,7 +39,11 @@ SCORES: tuple[str, ...] = ("logit", "log_softmax", "softmax", "loss")
 
 
 def score_of_logits(logits: jax.Array, y: jax.Array, kind: str) -> jax.Array:
-    """The score ``kind`` of class ``y_b`` for each row of ``logits [B, K]``, ``[B]``."""
+    """The score ``kind`` of class ``y_b`` for each row of ``logits [B, K]``, ``[B]``.
+
+    Concrete labels outside ``[0, K)`` raise ``ValueError``; traced ones (under ``jit``) give
+    NaN for their example (:func:`~jaxinterp.core.losses.label_logit`), never a finite score.
+    """
     if kind == "loss":
         return ce_loss(logits, y)
     if kind == "log_softmax":
@@ -58,7 +62,9 @@ def per_example_score(
     y: jax.Array,
     kind: str,
 ) -> jax.Array:
-    """``s_b(x_b)`` of class ``y_b`` for each example, ``[B]`` (``kind`` in :data:`SCORES`)."""
+    """``s_b(x_b)`` of class ``y_b`` for each example, ``[B]`` (``kind`` in :data:`SCORES`);
+    NaN for an example whose traced label lies outside ``[0, K)`` (see
+    :func:`score_of_logits`)."""
     return score_of_logits(apply_fn(params, x), y, kind)
 
 
@@ -79,7 +85,12 @@ def check_target(target: Any) -> int | jax.Array:
         if target < 0:
             raise ValueError(f"target must be a class index >= 0, got {target!r}")
         return int(target)
-    target = jnp.asarray(target)
+    try:
+        target = jnp.asarray(target)
+    except (TypeError, ValueError):
+        raise checks.ArgumentTypeError(
+            f"target must be a Python int or an integer array [B], got {type(target).__name__}"
+        ) from None
     if not jnp.issubdtype(target.dtype, jnp.integer) or target.ndim != 1:
         raise checks.ArgumentTypeError(
             f"target must be a Python int or an integer array [B], got dtype {target.dtype} "
@@ -126,11 +137,13 @@ def class_score(
       kind: One of :data:`SCORES`.
 
     Returns:
-      ``score_fn(x [B, ...]) -> [B]``.
+      ``score_fn(x [B, ...]) -> [B]``. Under ``jit`` a traced ``target`` array cannot be
+      range-checked: an example whose target lies outside ``[0, K)`` scores NaN, never the
+      score of another class.
 
     Raises:
       ValueError: Unknown ``kind``, a bad ``target``; when called, logits not ``[B, K]``, a
-        ``target`` array whose length is not ``B`` or a target outside ``[0, K)``.
+        ``target`` array whose length is not ``B`` or (concrete) a target outside ``[0, K)``.
 
     References:
       Simonyan, Vedaldi, Zisserman, "Deep inside convolutional networks: visualising image

@@ -62,7 +62,9 @@ class Accumulator(NamedTuple):
           ValueError: ``values`` is not one-dimensional.
           TypeError: ``values`` is complex or not an array.
         """
-        v = checks.array(values, "values", ndims=(1,), cast=True).astype(jnp.float32)
+        v = checks.array(values, "values", ndims=(1,), cast=True, allow_empty=True).astype(
+            jnp.float32
+        )
         n = v.shape[0]
         mean = jnp.sum(v) / max(n, 1)
         m2 = jnp.sum(jnp.square(v - mean))

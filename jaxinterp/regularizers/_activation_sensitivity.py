@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.protocols import ApplyFn
 
-from ._engine import IMPLS, check_impl
+from ._engine import IMPLS, check_batch, check_impl
 
 __all__ = ["ESTIMATORS", "IMPLS", "activation_sensitivity"]
 
@@ -174,6 +174,7 @@ def activation_sensitivity(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         del apply_fn, y
+        x, _ = check_batch(None, params, x, None, labels=False)
         feats = dict(features_fn(params, x))
         names = layers if layers is not None else tuple(sorted(feats))
         if not names:

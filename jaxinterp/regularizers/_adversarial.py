@@ -20,6 +20,8 @@ from jaxinterp.core.losses import ce_loss
 from jaxinterp.core.ops import project_ball
 from jaxinterp.core.protocols import ApplyFn, Penalty
 
+from ._engine import check_batch
+
 __all__ = ["adversarial_training", "trades"]
 
 
@@ -90,6 +92,7 @@ def trades(
     def penalty(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        x, _ = check_batch(apply_fn, params, x, y, labels=False)  # y is unused.
         frozen = jax.lax.stop_gradient(params)
         log_p = jax.lax.stop_gradient(jax.nn.log_softmax(apply_fn(frozen, x)))
 

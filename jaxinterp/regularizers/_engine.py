@@ -20,6 +20,7 @@ from jaxinterp.core.scores import SCORES, per_example_score
 __all__ = [
     "IMPLS",
     "SCORES",
+    "check_batch",
     "check_impl",
     "check_score",
     "input_gradient",
@@ -27,6 +28,23 @@ __all__ = [
     "per_example_score",
     "summed_score",
 ]
+
+
+def check_batch(
+    apply_fn: ApplyFn | None, params: Any, x: Any, y: Any, *, labels: bool = True
+) -> tuple[jax.Array, Any]:
+    """Call-time checks of a penalty's batch; returns ``(x, y)`` as arrays.
+
+    ``x`` must be float inputs ``[B, ...]`` with ``B >= 1`` (images channels last; raw
+    ``uint8`` images are refused with the ``x.astype(jnp.float32) / 255`` hint); with
+    ``labels``, ``y`` integer labels ``[B]``, each in ``[0, K)`` when concrete (``K`` from
+    the shape of ``apply_fn``'s logits). Shapes and dtypes are checked under ``jit`` too.
+    """
+    x = checks.array(x, "x", min_ndim=2, image=True)
+    if labels:
+        k = checks.num_classes(checks.function("apply_fn", apply_fn), params, x)
+        y = checks.labels(y, x.shape[0], "y", num_classes=k)
+    return x, y
 
 
 def check_score(score: str) -> str:

@@ -13,6 +13,7 @@ from jaxinterp.core.ops import flat
 from jaxinterp.core.protocols import ApplyFn
 
 from ._engine import (
+    check_batch,
     check_impl,
     check_score,
     input_gradient,
@@ -52,6 +53,7 @@ def input_gradient_norm(*, score: str = "loss", impl: str = "fast") -> Callable:
     def penalty(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        x, y = check_batch(apply_fn, params, x, y)
         return penalize_input_gradients(functional, apply_fn, params, [x], y, score, impl)
 
     return penalty
@@ -117,6 +119,7 @@ def gradient_alignment(
     def penalty(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        x, y = check_batch(apply_fn, params, x, y)
         if std is not None and x.shape[-1] != len(std):
             raise ValueError(f"std has {len(std)} channels but x has {x.shape[-1]}")
         eps = scale.astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
@@ -162,6 +165,7 @@ def curvature(*, h: float = 1.5 / 255, score: str = "loss", impl: str = "autodif
     def penalty(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array | None = None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        x, y = check_batch(apply_fn, params, x, y)
         g = input_gradient(apply_fn, jax.lax.stop_gradient(params), x, y, score)
         s = jnp.sign(g)
         norm = jnp.maximum(jnp.linalg.norm(flat(s), axis=1), 1e-12)

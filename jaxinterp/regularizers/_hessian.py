@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.protocols import ApplyFn
 
-from ._engine import check_impl, check_score, summed_score
+from ._engine import check_batch, check_impl, check_score, summed_score
 
 __all__ = ["DISTRIBUTIONS", "hessian_norm"]
 
@@ -68,6 +68,7 @@ def hessian_norm(
     def penalty(
         apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, *, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        x, y = check_batch(apply_fn, params, x, y)
         vs = _probes(key, x.shape, num_probes, distribution, x.dtype)
         denom = x.shape[0] * num_probes
 
