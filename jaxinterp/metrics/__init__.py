@@ -6,7 +6,10 @@ are channels-last ``[B, H, W, C]``; a *map* is ``[B, H, W]``; a *pixel* is one p
 with all its channels. Hyperparameters that fix shapes (``num_steps``, ``num_samples``,
 ``num_draws``, ``window_size``, ``k``) are Python ints, bound with ``functools.partial``
 before ``jax.jit``; randomness is a keyword-only ``key``. Inputs are checked at the Python
-boundary (shapes always, values only outside ``jit``).
+boundary (shapes always, values only outside ``jit``): inputs ``x`` must be floats (raw
+``uint8`` images are refused: ``x.astype(jnp.float32) / 255``), channels last and a batch of
+``B >= 1``. An example whose attribution (or map) holds a NaN or an infinity gets NaN from
+every metric of it, the other examples of the batch unchanged.
 
 * Faithfulness: :func:`deletion_auc`, :func:`insertion_auc` (and their
   :func:`perturbation_curve`), :func:`infidelity`, :func:`completeness_delta`.
@@ -44,8 +47,6 @@ Example::
     summary = {name: acc.compute() for name, acc in accs.items()}  # mean, std, count
 """
 
-from jaxinterp.core.ops import topk_intersection
-
 from ._accumulator import Accumulator, accumulate
 from ._ape import ape
 from ._attack_robustness import (
@@ -62,7 +63,7 @@ from ._faithfulness import (
     perturbation_curve,
 )
 from ._localisation import box_mask, distractor_game, energy_game, pointing_game
-from ._rank import average_ranks, kendall_tau, spearman
+from ._rank import average_ranks, kendall_tau, spearman, topk_intersection
 from ._retrieval import retrieval, retrieval_specificity
 from ._robust_accuracy import robust_accuracy
 from ._robustness import heatmap, max_sensitivity, random_perturbation_similarity

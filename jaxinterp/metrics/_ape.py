@@ -16,10 +16,10 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
-from jaxinterp.core.losses import ce_loss, margin_loss
+from jaxinterp.core.losses import ce_loss, label_logit, margin_loss
 from jaxinterp.core.protocols import ApplyFn
 
-from ._common import descending_ranks, pixel_scores, pixel_shape
+from ._common import descending_ranks, nan_where_invalid, pixel_scores, pixel_shape
 
 __all__ = ["ape"]
 
@@ -70,7 +70,7 @@ def _score(apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, score: st
     logits = apply_fn(params, x).astype(jnp.float32)
     if score == "margin":
         return -margin_loss(logits, y)
-    return jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), y[:, None], axis=1)[:, 0]
+    return label_logit(jax.nn.softmax(logits, axis=-1), y)  # NaN for a traced label >= K.
 
 
 def ape(
@@ -104,13 +104,14 @@ def ape(
     ``s_y = f_y − max_{j≠y} f_j`` (``score="margin"``, attacked with the margin loss): the
     probability saturates on confident examples (``p_y ≈ 1`` moves little whatever the set),
     the margin does not. An explanation that names the decision-relevant pixels has
-    ``ape > ape_complement``. Both attacks run as one batch of ``2B`` inputs.
+    ``ape > ape_complement``. Both attacks run as one batch of ``2B`` inputs. Both values are
+    NaN for an example whose attribution holds a NaN or an infinity.
 
     Args:
       apply_fn: ``apply_fn(params, x) -> logits [B, K]``.
       params: Model parameters (held fixed).
-      x: Inputs ``[B, H, W, C]`` or ``[B, D]``, inside ``bounds``.
-      y: True labels ``[B]`` (int).
+      x: Float inputs ``[B, H, W, C]`` (channels last) or ``[B, D]``, inside ``bounds``.
+      y: True labels ``[B]`` (int), each in ``[0, K)``.
       attribution: Shaped like ``x``.
       epsilon: L∞ budget ``ε > 0``.
       num_steps: PGD steps ``>= 1``, a Python int.
@@ -123,6 +124,12 @@ def ape(
     Returns:
       ``{"ape": [B], "ape_complement": [B]}``, float32.
 
+    Raises:
+      ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
+        255``), non-integer ``y``, a non-real attribution.
+      ValueError: Mismatched shapes, an empty or channels-first ``x``, (concrete) ``x``
+        outside ``bounds`` or a label outside ``[0, K)``, bad hyperparameters.
+
     References:
       Shoshan, Ratner, "Regularized adversarial examples for model interpretability",
       arXiv:1811.07311, 2018 (the metric's name; this definition is the library's).
@@ -132,9 +139,9 @@ def ape(
     step_size = checks.step_size(step_size, epsilon, num_steps)
     fraction = checks.real("fraction", fraction, low=0.0, low_open=True, high=0.5)
     bounds = checks.bounds(bounds)
-    x = checks.array(x, "x", ndims=(2, 4), cast=True)
+    x = checks.array(x, "x", ndims=(2, 4), image=True)
     a = checks.like(attribution, x, "attribution")
-    y = checks.labels(y, x.shape[0], "y")
+    y = checks.labels(y, x.shape[0], "y", num_classes=checks.num_classes(apply_fn, params, x))
     checks.in_bounds(x, bounds)
     checks.one_of("score", score, SCORES)
     rank = descending_ranks(pixel_scores(a, absolute=True), key=key)  # [B, P]
@@ -162,4 +169,4 @@ def ape(
     p0 = _score(apply_fn, jax.lax.stop_gradient(params), x, y, score)
     p1 = _score(apply_fn, jax.lax.stop_gradient(params), x_adv, yy, score)
     b = x.shape[0]
-    return {"ape": p0 - p1[:b], "ape_complement": p0 - p1[b:]}
+    return nan_where_invalid(a, {"ape": p0 - p1[:b], "ape_complement": p0 - p1[b:]})

@@ -16,11 +16,11 @@ import jax.numpy as jnp
 
 from jaxinterp.attacks import AttributionAttackResult
 from jaxinterp.core import checks
-from jaxinterp.core.ops import normalized_map, row_sum, safe_div, topk_intersection
+from jaxinterp.core.ops import normalized_map, row_sum, safe_div
 from jaxinterp.core.protocols import ApplyFn
 
-from ._common import pixel_shape
-from ._rank import kendall_tau, spearman
+from ._common import nan_where_invalid, pixel_shape
+from ._rank import kendall_tau, spearman, topk_intersection
 from ._similarity import pearson
 
 __all__ = ["attack_robustness", "center_of_mass", "center_of_mass_shift"]
@@ -31,9 +31,10 @@ def center_of_mass(maps: jax.Array) -> jax.Array:
 
     ``c = Σ_p |m_p| · p / Σ_p |m_p|`` with ``p`` the integer coordinates of each pixel; any
     ``[B, ...]`` map gives ``[B, ndim − 1]``. An all-zero map has its centre at the middle of
-    the grid, ``((H − 1)/2, (W − 1)/2)``.
+    the grid, ``((H − 1)/2, (W − 1)/2)``; a map holding a NaN or an infinity has none (NaN).
     """
-    return _center_of_mass(checks.array(maps, "maps", min_ndim=2, cast=True))
+    m = checks.array(maps, "maps", min_ndim=2, cast=True)
+    return nan_where_invalid(m, _center_of_mass(m))
 
 
 @jax.jit
@@ -52,13 +53,15 @@ def _center_of_mass(m: jax.Array) -> jax.Array:
 
 def center_of_mass_shift(map_a: jax.Array, map_b: jax.Array) -> jax.Array:
     """Euclidean distance in pixels between the centres of mass of ``|map_a|`` and
-    ``|map_b|`` (:func:`center_of_mass`), ``[B, H, W] × [B, H, W] -> [B]``.
+    ``|map_b|`` (:func:`center_of_mass`), ``[B, H, W] × [B, H, W] -> [B]``; NaN where a map
+    holds a NaN or an infinity.
 
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
     """
     a = checks.array(map_a, "map_a", min_ndim=2, cast=True)
-    return _shift(a, checks.like(map_b, a, "map_b", like="map_a"))
+    b = checks.like(map_b, a, "map_b", like="map_a")
+    return nan_where_invalid((a, b), _shift(a, b))
 
 
 @jax.jit
@@ -94,7 +97,7 @@ def attack_robustness(
         attack was built with.
       apply_fn: ``apply_fn(params, x) -> logits [B, K]``.
       params: Model parameters.
-      x: Inputs ``[B, ...]``.
+      x: Float inputs ``[B, ...]`` (images channels last, ``[B, H, W, C]``).
       y: Explained classes ``[B]`` (int), or ``None`` for the prediction on ``x``.
       k: Top-k size for the intersection, ``1 <= k <=`` map size, a Python int.
       surrogate_apply_fn: Passed to the attack (e.g. a ReLU model's softplus twin).
@@ -106,10 +109,14 @@ def attack_robustness(
       ``{"topk_intersection", "spearman", "kendall_tau", "center_of_mass_shift",
       "label_kept", "attack_score"}``, each ``[B]`` float32 (``label_kept`` is 0/1;
       ``attack_score`` is the attack's own ``score``), and ``"target_pearson"`` with
-      ``target_map``.
+      ``target_map``. The map comparisons are NaN for an example whose clean or attacked
+      attribution holds a NaN or an infinity.
 
     Raises:
-      ValueError: A bad ``k`` or ``y``, or the attack's own errors.
+      ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
+        255``), a non-callable function, non-integer ``k`` or ``y``.
+      ValueError: A bad ``k`` or ``y``, an empty or channels-first ``x``, or the attack's own
+        errors.
 
     References:
       Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019;
@@ -122,7 +129,7 @@ def attack_robustness(
         ("apply_fn", apply_fn),
     ):
         checks.function(name, fn)
-    x = checks.array(x, "x", cast=True)
+    x = checks.array(x, "x", min_ndim=2, image=True)
     k = checks.integer("k", k, maximum=math.prod(pixel_shape(x)))  # at most the map's size
     num_classes = checks.num_classes(apply_fn, params, x)
     y = jnp.argmax(apply_fn(params, x), axis=-1) if y is None else y
@@ -130,10 +137,12 @@ def attack_robustness(
     result = attack(apply_fn, params, x, y, surrogate_apply_fn=surrogate_apply_fn)
     x_adv = jax.lax.stop_gradient(result.x_adv)
     a0 = attribution_fn(apply_fn, params, x, y) if clean_attribution is None else clean_attribution
-    h0 = normalized_map(checks.like(a0, x, "clean_attribution"))
-    h1 = normalized_map(attribution_fn(apply_fn, params, x_adv, y))
+    a0 = checks.like(a0, x, "clean_attribution")
+    a1 = checks.like(attribution_fn(apply_fn, params, x_adv, y), x, "attribution_fn(x_adv)")
+    h0 = nan_where_invalid(a0, normalized_map(a0))
+    h1 = nan_where_invalid(a1, normalized_map(a1))
     out = {
-        "topk_intersection": topk_intersection(h0, h1, k).astype(jnp.float32),
+        "topk_intersection": topk_intersection(h0, h1, k),
         "spearman": spearman(h0, h1),
         "kendall_tau": kendall_tau(h0, h1),
         "center_of_mass_shift": center_of_mass_shift(h0, h1),

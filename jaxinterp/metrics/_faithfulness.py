@@ -5,7 +5,8 @@ Every function takes a per-example score ``score_fn(x [B, ...]) -> [B]`` (for in
 attribution shaped like ``x``, and returns one value per example ``[B]`` (float32). The
 perturbed copies of ``x`` (steps or noise draws) are evaluated as a ``vmap`` over copies
 (``chunk_size=None``: all copies at once, ``score_fn`` sees batches of ``B``) or a
-``lax.map`` with ``batch_size=chunk_size`` (bounded memory).
+``lax.map`` with ``batch_size=chunk_size`` (bounded memory). Inputs are floats (images
+channels last); an example whose attribution holds a NaN or an infinity gets NaN.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jaxinterp.core.ops import chunked_map, row_sum
 from jaxinterp.core.protocols import ScoreFn
 from jaxinterp.core.scores import checked_score
 
-from ._common import descending_ranks, pixel_scores, pixel_shape
+from ._common import descending_ranks, nan_where_invalid, pixel_scores, pixel_shape
 from ._substrates import SUBSTRATES, make_substrate
 
 __all__ = [
@@ -61,7 +62,7 @@ def perturbation_curve(
 
     Args:
       score_fn: ``score_fn(x [B, ...]) -> [B]``.
-      x: Inputs ``[B, H, W, C]`` (channels last) or ``[B, D]``.
+      x: Float inputs ``[B, H, W, C]`` (channels last) or ``[B, D]``.
       attribution: Shaped like ``x``.
       mode: ``"deletion"`` or ``"insertion"``.
       num_steps: ``T >= 1``, a Python int.
@@ -75,10 +76,13 @@ def perturbation_curve(
         :func:`jaxinterp.core.ops.tie_order`).
 
     Returns:
-      ``[B, T + 1]`` scores.
+      ``[B, T + 1]`` scores; a row of NaN where the attribution holds a NaN or an infinity.
 
     Raises:
-      ValueError: Mismatched shapes, an unknown mode or substrate, bad hyperparameters.
+      ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
+        255``) or a non-real attribution.
+      ValueError: Mismatched shapes, an empty or channels-first ``x``, an unknown mode or
+        substrate, bad hyperparameters.
 
     References:
       Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of black-box
@@ -87,7 +91,7 @@ def perturbation_curve(
     checks.one_of("mode", mode, MODES)
     steps = checks.integer("num_steps", num_steps)
     chunk_size = checks.chunk_size(chunk_size)
-    x = checks.array(x, "x", ndims=(2, 4), cast=True)
+    x = checks.array(x, "x", ndims=(2, 4), image=True)
     a = checks.like(attribution, x, "attribution")
     base = make_substrate(x, substrate, blur_sigma).astype(x.dtype)
     rank = descending_ranks(pixel_scores(a, absolute=False), key=key)  # [B, P]
@@ -102,7 +106,7 @@ def perturbation_curve(
         z = jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
         return checked_score(score_fn, z)
 
-    return chunked_map(score_at, counts, chunk_size).T.astype(jnp.float32)
+    return nan_where_invalid(a, chunked_map(score_at, counts, chunk_size).T.astype(jnp.float32))
 
 
 def _auc(curve: jax.Array) -> jax.Array:
@@ -184,16 +188,21 @@ def infidelity(
     ``φ``). The draws are shared by the examples of a batch (common random numbers), so an
     example's value depends on ``key`` and the example only, not on ``B`` or its batch
     neighbours; fold a batch index into ``key`` for independent draws across batches. Zero
-    for ``φ = ∇s`` when ``s`` is linear.
+    for ``φ = ∇s`` when ``s`` is linear; NaN where ``φ`` holds a NaN or an infinity.
 
     Args:
       score_fn: ``score_fn(x [B, ...]) -> [B]``.
-      x: Inputs ``[B, ...]``.
+      x: Float inputs ``[B, ...]`` (images channels last).
       attribution: ``φ``, shaped like ``x``.
       key: PRNG key.
       num_samples: Number of draws ``>= 1``, a Python int.
       noise_scale: ``σ > 0``.
       chunk_size: ``None`` (all draws in one ``vmap``) or the ``lax.map`` batch size.
+
+    Raises:
+      ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
+        255``), a non-real attribution or a bad ``key``.
+      ValueError: Mismatched shapes, an empty or channels-first ``x``, bad hyperparameters.
 
     References:
       Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (in)fidelity and sensitivity of
@@ -203,7 +212,7 @@ def infidelity(
     noise_scale = checks.positive("noise_scale", noise_scale)
     chunk_size = checks.chunk_size(chunk_size)
     key = checks.key(key)
-    x = checks.array(x, "x", cast=True)
+    x = checks.array(x, "x", image=True)
     a = checks.like(attribution, x, "attribution")
     noise = noise_scale * jax.random.normal(key, (num_samples, 1, *x.shape[1:]), x.dtype)
     s0 = checked_score(score_fn, x)
@@ -212,7 +221,8 @@ def infidelity(
         predicted = row_sum(i * a)
         return jnp.square(predicted - (s0 - checked_score(score_fn, x - i)))
 
-    return jnp.mean(chunked_map(one, noise, chunk_size), axis=0).astype(jnp.float32)
+    value = jnp.mean(chunked_map(one, noise, chunk_size), axis=0).astype(jnp.float32)
+    return nan_where_invalid(a, value)
 
 
 def completeness_delta(
@@ -221,20 +231,26 @@ def completeness_delta(
     """Completeness gap ``δ = Σφ − (s(x) − s(x'))`` per example, ``[B]``.
 
     Zero for attributions that satisfy completeness (integrated gradients, up to quadrature
-    error, and Gradient × Input of a linear score from a zero baseline).
+    error, and Gradient × Input of a linear score from a zero baseline); NaN where ``φ``
+    holds a NaN or an infinity.
 
     Args:
       score_fn: ``score_fn(x [B, ...]) -> [B]``.
-      x: Inputs ``[B, ...]``.
+      x: Float inputs ``[B, ...]`` (images channels last).
       attribution: ``φ``, shaped like ``x``.
       baseline: ``x'``: ``None`` (zeros), a number, or an array that broadcasts to ``x``'s
         shape or to one example's ``x.shape[1:]`` (shared by the batch).
 
+    Raises:
+      ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
+        255``) or a non-real attribution.
+      ValueError: Mismatched shapes, an empty or channels-first ``x``, a bad ``baseline``.
+
     References:
       Sundararajan, Taly, Yan, "Axiomatic attribution for deep networks", ICML 2017.
     """
-    x = checks.array(x, "x", cast=True)
+    x = checks.array(x, "x", image=True)
     a = checks.like(attribution, x, "attribution")
     base = checks.baseline(baseline, x)
     gap = checked_score(score_fn, x) - checked_score(score_fn, base)
-    return (row_sum(a) - gap).astype(jnp.float32)
+    return nan_where_invalid(a, (row_sum(a) - gap).astype(jnp.float32))

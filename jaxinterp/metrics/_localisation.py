@@ -3,7 +3,7 @@
 The ground truth is a region per example: a boolean mask ``[B, H, W]`` or a bounding box
 ``[B, 4] = (ymin, xmin, ymax, xmax)`` in pixels, max exclusive (as ``digits_canvas``
 provides). Attributions are ``[B, H, W, C]`` (channels last, summed over ``C``) or maps
-``[B, H, W]``.
+``[B, H, W]``; an example whose attribution holds a NaN or an infinity scores NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.ops import row_sum, safe_div
+
+from ._common import nan_where_invalid
 
 __all__ = ["box_mask", "distractor_game", "energy_game", "pointing_game"]
 
@@ -49,23 +51,31 @@ def _box_mask(bbox: jax.Array, shape: tuple[int, int]) -> jax.Array:
     return inside_rows & inside_cols
 
 
-def _map(attribution: Any, *, absolute: bool) -> jax.Array:
-    """``[B, H, W, C] -> Σ_c a`` (or ``Σ_c |a|``); a map ``[B, H, W]`` is kept (or ``|m|``)."""
+def _map(attribution: Any, *, absolute: bool) -> tuple[jax.Array, jax.Array]:
+    """``(a, h)``: the checked attribution and ``h = Σ_c a`` (or ``Σ_c |a|``) of
+    ``[B, H, W, C]``; a map ``[B, H, W]`` is kept (or ``|m|``)."""
     a = checks.array(attribution, "attribution", ndims=(3, 4), cast=True)
-    a = jnp.abs(a) if absolute else a
-    return jnp.sum(a, axis=-1) if a.ndim == 4 else a
+    h = jnp.abs(a) if absolute else a
+    return a, (jnp.sum(h, axis=-1) if h.ndim == 4 else h)
 
 
-def _region(region: Any, map_shape: tuple[int, ...]) -> jax.Array:
+def _region(region: Any, map_shape: tuple[int, ...], name: str = "region") -> jax.Array:
     """A boolean mask ``[B, H, W]`` from a mask or a bbox ``[B, 4]``."""
-    r = jnp.asarray(region)
+    try:
+        r = jnp.asarray(region)
+    except (TypeError, ValueError):
+        raise checks.ArgumentTypeError(
+            f"{name} must be a mask [B, H, W] or boxes [B, 4], got {type(region).__name__}"
+        ) from None
     if r.ndim == 2 and r.shape == (map_shape[0], 4):
         return box_mask(r, map_shape[1:])
     if r.shape != map_shape:
         raise ValueError(
-            f"region must be a mask [B, H, W] = {map_shape} or boxes "
+            f"{name} must be a mask [B, H, W] = {map_shape} or boxes "
             f"[B, 4] = ({map_shape[0]}, 4), got shape {r.shape}"
         )
+    if jnp.issubdtype(r.dtype, jnp.complexfloating):
+        raise checks.ArgumentTypeError(f"{name} must be real, got dtype {r.dtype}")
     return r.astype(bool)
 
 
@@ -74,7 +84,7 @@ def energy_game(attribution: jax.Array, region: jax.Array) -> jax.Array:
 
     ``E = Σ_{i ∈ region} h⁺_i / Σ_i h⁺_i`` with ``h = Σ_c a`` per pixel and
     ``h⁺ = max(h, 0)``; 0 where ``Σ h⁺ = 0``. A uniform positive map scores the region's
-    area fraction.
+    area fraction. NaN where the attribution holds a NaN or an infinity.
 
     Args:
       attribution: ``[B, H, W, C]`` or a map ``[B, H, W]``.
@@ -86,8 +96,8 @@ def energy_game(attribution: jax.Array, region: jax.Array) -> jax.Array:
       Fredrikson, Datta, "Robust models are more interpretable because attributions look
       normal", ICML 2022.
     """
-    h = _map(attribution, absolute=False)
-    return _energy(h, _region(region, h.shape))
+    a, h = _map(attribution, absolute=False)
+    return nan_where_invalid(a, _energy(h, _region(region, h.shape)))
 
 
 @jax.jit
@@ -106,7 +116,8 @@ def distractor_game(
     distractor's (disjoint, of equal area); 0.5 where both sums are 0. It is the energy game
     restricted to the two regions. On a canvas whose distractor has the object's intensity
     histogram (``mnist_canvas``), any map computed from the input alone, such as ``|x|``,
-    scores 0.5 (chance): a score above 0.5 needs what the model uses.
+    scores 0.5 (chance): a score above 0.5 needs what the model uses. NaN where the
+    attribution holds a NaN or an infinity.
 
     Args:
       attribution: ``[B, H, W, C]`` or a map ``[B, H, W]``.
@@ -118,8 +129,9 @@ def distractor_game(
       The energy game of Wang et al., "Score-CAM", CVPR Workshops 2020, and Wang, Fredrikson,
       Datta, ICML 2022; the two-region form is the library's (METHODS §4).
     """
-    h = _map(attribution, absolute=absolute)
-    return _two_regions(h, _region(region, h.shape), _region(distractor, h.shape))
+    a, h = _map(attribution, absolute=absolute)
+    value = _two_regions(h, _region(region, h.shape), _region(distractor, h.shape, "distractor"))
+    return nan_where_invalid(a, value)
 
 
 @jax.jit
@@ -136,7 +148,8 @@ def pointing_game(attribution: jax.Array, region: jax.Array, *, tolerance: float
     The peak is the pixel ``p*`` of largest ``Σ_c |a|`` (the first in row-major order on
     ties). A hit is a region pixel ``q`` within Euclidean distance ``‖p* − q‖₂ <= tolerance``
     (the region dilated by a disc of radius ``tolerance`` pixels; 0: the peak itself is in
-    the region). An all-zero attribution points nowhere (a miss), as does an empty region.
+    the region). An all-zero attribution points nowhere (a miss), as does an empty region; an
+    attribution holding a NaN or an infinity scores NaN (neither hit nor miss).
 
     Args:
       attribution: ``[B, H, W, C]`` or a map ``[B, H, W]``.
@@ -148,8 +161,8 @@ def pointing_game(attribution: jax.Array, region: jax.Array, *, tolerance: float
       backprop", IJCV 2018.
     """
     tolerance = checks.nonnegative("tolerance", tolerance)
-    s = _map(attribution, absolute=True)
-    return _pointing(s, _region(region, s.shape), tolerance)
+    a, s = _map(attribution, absolute=True)
+    return nan_where_invalid(a, _pointing(s, _region(region, s.shape), tolerance))
 
 
 @jax.jit

@@ -1,21 +1,25 @@
-"""Rank correlations of two maps per example: Spearman's ρ and Kendall's τ_b.
+"""Rank agreement of two maps per example: Spearman's ρ, Kendall's τ_b, top-k intersection.
 
-Both compare example ``b`` of ``a [B, ...]`` with example ``b`` of ``b [B, ...]`` over all
-non-batch entries, handle ties like ``scipy.stats.spearmanr`` / ``kendalltau`` (average
-ranks; τ_b), and give 0 (not NaN) where a map is constant.
+The correlations compare example ``b`` of ``a [B, ...]`` with example ``b`` of ``b [B, ...]``
+over all non-batch entries, handle ties like ``scipy.stats.spearmanr`` / ``kendalltau``
+(average ranks; τ_b), and give 0 where a map is constant. Every value is NaN for an
+example where a map holds a NaN or an infinity (such a map has no ranking).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.core import checks
+from jaxinterp.core import checks, ops
 from jaxinterp.core.ops import flat
 
+from ._common import nan_where_invalid
 from ._similarity import checked_pair, cosine_rows
 
-__all__ = ["average_ranks", "kendall_tau", "spearman"]
+__all__ = ["average_ranks", "kendall_tau", "spearman", "topk_intersection"]
 
 _CHUNK_ELEMENTS = 2**16  # Pairs per example compared at once by kendall_tau.
 
@@ -24,9 +28,11 @@ def average_ranks(v: jax.Array) -> jax.Array:
     """1-based ranks of each row of ``v [B, D]``, ties sharing their average rank, ``[B, D]``.
 
     An entry with ``l`` entries below it and ``e`` equal to it (itself included) gets rank
-    ``l + (e + 1)/2``, found by two binary searches in the sorted row (``O(D log D)``).
+    ``l + (e + 1)/2``, found by two binary searches in the sorted row (``O(D log D)``). A row
+    holding a NaN or an infinity gets NaN ranks.
     """
-    return _average_ranks(checks.array(v, "v", ndims=(2,), cast=True))
+    v = checks.array(v, "v", ndims=(2,), cast=True)
+    return nan_where_invalid(v, _average_ranks(v))
 
 
 @jax.jit
@@ -48,7 +54,8 @@ def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
       Spearman, "The proof and measurement of association between two things", American
       Journal of Psychology 1904.
     """
-    return _spearman(*checked_pair(a, b))
+    a, b = checked_pair(a, b)
+    return nan_where_invalid((a, b), _spearman(a, b))
 
 
 @jax.jit
@@ -76,7 +83,8 @@ def kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
     References:
       Kendall, "The treatment of ties in ranking problems", Biometrika 1945.
     """
-    return _kendall_tau(*checked_pair(a, b))
+    a, b = checked_pair(a, b)
+    return nan_where_invalid((a, b), _kendall_tau(a, b))
 
 
 @jax.jit
@@ -111,3 +119,30 @@ def _kendall_tau(a: jax.Array, b: jax.Array) -> jax.Array:
     den = jnp.sqrt(tied_a) * jnp.sqrt(tied_b)  # Each pair is counted twice: (i, j), (j, i).
     ok = den > 0
     return jnp.where(ok, jnp.clip(both / jnp.where(ok, den, 1.0), -1.0, 1.0), 0.0)
+
+
+def topk_intersection(
+    map_a: jax.Array, map_b: jax.Array, k: int, *, key: jax.Array | None = None
+) -> jax.Array:
+    """``|top_k(a) ∩ top_k(b)| / k`` per example, in ``[0, 1]``; maps ``[B, ...]`` -> ``[B]``.
+
+    :func:`jaxinterp.core.ops.topk_intersection` with its arguments checked: ties at each
+    map's cut are broken at random (the two maps get independent tie orders drawn from
+    ``key``); NaN where a map holds a NaN or an infinity.
+
+    Args:
+      map_a, map_b: Maps ``[B, ...]`` of one shape (``D`` entries per example).
+      k: The top-set size, a Python int ``1 <= k <= D``.
+      key: PRNG key of the tie orders (``None``: a fixed one).
+
+    Raises:
+      ArgumentTypeError: A map that is not a real array, or ``k`` not an integer.
+      ValueError: Maps of different shapes, an empty batch, or ``k`` outside ``[1, D]``.
+
+    References:
+      Ghorbani, Abid, Zou, "Interpretation of Neural Networks Is Fragile", AAAI 2019.
+    """
+    a = checks.array(map_a, "map_a", min_ndim=2, cast=True)
+    b = checks.like(map_b, a, "map_b", like="map_a")
+    k = checks.integer("k", k, maximum=math.prod(a.shape[1:]))
+    return nan_where_invalid((a, b), ops.topk_intersection(a, b, k, key=key))

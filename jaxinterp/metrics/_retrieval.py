@@ -15,7 +15,7 @@ from jaxinterp.core import checks
 from jaxinterp.core.ops import descending_ranks
 from jaxinterp.core.protocols import ApplyFn
 
-from ._common import pixel_scores, pixel_shape
+from ._common import nan_where_invalid, pixel_scores, pixel_shape
 from ._robustness import heatmap
 
 __all__ = ["retrieval", "retrieval_specificity"]
@@ -56,24 +56,38 @@ def retrieval(
     Args:
       apply_fn: ``apply_fn(params, x) -> logits [B, K]``.
       params: Model parameters.
-      x_adv: Adversarial inputs ``[B, H, W, C]`` or ``[B, D]``.
+      x_adv: Float adversarial inputs ``[B, H, W, C]`` (channels last) or ``[B, D]``.
       attribution: Shaped like ``x_adv``.
-      clean_label: ``[B]`` int, the prediction on the clean inputs.
+      clean_label: ``[B]`` int, the prediction on the clean inputs, each in ``[0, K)``.
       fraction: ``None`` (soft mask) or the kept share of pixels ``q ∈ (0, 1]``.
       key: PRNG key of the tie order of the binary mask.
+
+    Returns:
+      ``[B]`` float32 0/1; NaN where the attribution holds a NaN or an infinity, or (traced)
+      where ``clean_label`` lies outside ``[0, K)``.
+
+    Raises:
+      ArgumentTypeError: A non-float ``x_adv`` (raw ``uint8`` images:
+        ``x_adv.astype(jnp.float32) / 255``), non-integer labels, a non-real attribution.
+      ValueError: Mismatched shapes, an empty or channels-first ``x_adv``, (concrete) a label
+        outside ``[0, K)``, a bad ``fraction``.
 
     References:
       Lim, Lee, Kim, "Building reliable explanations of unreliable neural networks: locally
       smoothing perspective of model interpretation", CVPR 2021.
     """
-    x_adv = checks.array(x_adv, "x_adv", ndims=(2, 4), cast=True)
+    x_adv = checks.array(x_adv, "x_adv", ndims=(2, 4), image=True)
     a = checks.like(attribution, x_adv, "attribution", like="x_adv")
-    clean_label = checks.labels(clean_label, x_adv.shape[0], "clean_label")
+    num_classes = checks.num_classes(apply_fn, params, x_adv)
+    clean_label = checks.labels(clean_label, x_adv.shape[0], "clean_label", num_classes=num_classes)
     if fraction is not None:
         fraction = checks.real("fraction", fraction, low=0.0, low_open=True, high=1.0)
     m = _mask(a, x_adv, fraction, key)
     pred = jnp.argmax(apply_fn(params, x_adv * m), axis=-1)
-    return (pred == clean_label).astype(jnp.float32)
+    hit = jnp.where(
+        (clean_label >= 0) & (clean_label < num_classes), pred == clean_label, jnp.nan
+    ).astype(jnp.float32)
+    return nan_where_invalid(a, hit)
 
 
 def retrieval_specificity(
@@ -105,10 +119,15 @@ def retrieval_specificity(
       other_label: ``[B]`` int, the third class.
 
     Returns:
-      ``{"clean", "other", "specificity"}``, each ``[B]`` float32.
+      ``{"clean", "other", "specificity"}``, each ``[B]`` float32; ``clean`` (``other``) is
+      NaN where ``clean_attribution`` (``other_attribution``) holds a NaN or an infinity, and
+      ``specificity`` where either does.
+
+    Raises:
+      ArgumentTypeError, ValueError: As :func:`retrieval`, for either call.
 
     References:
-      The control is the library's (METHODS §5.4); retrieval from Lim, Lee, Kim, CVPR 2021.
+      The control is the library's (METHODS §5.3); retrieval from Lim, Lee, Kim, CVPR 2021.
     """
     keys = (None, None) if key is None else tuple(jax.random.split(key))
     clean = retrieval(

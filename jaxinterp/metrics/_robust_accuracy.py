@@ -58,7 +58,7 @@ def robust_accuracy(
     Args:
       apply_fn: ``apply_fn(params, x) -> logits [B, K]``.
       params: The model's params.
-      x: ``[B, ...]`` inputs.
+      x: ``[B, ...]`` float inputs (images channels last, ``[B, H, W, C]``).
       y: ``[B]`` integer true labels.
       attacks: Attacks ``attack(apply_fn, params, x, y, *, key=None) -> x_adv`` (or a
         NamedTuple whose first field is ``x_adv``), as a sequence (named ``"attack_0"``,
@@ -73,8 +73,8 @@ def robust_accuracy(
     Raises:
       ArgumentTypeError: ``attacks`` is not a sequence or mapping of callables (or a name is
         not a string), or bad ``x``, ``y`` or ``key`` types.
-      ValueError: No attack, a reserved name, or bad shapes (``x`` not ``[B, ...]``, logits
-        not ``[B, K]``, ``y`` not ``[B]`` in ``[0, K)``).
+      ValueError: No attack, a reserved name, or bad shapes (``x`` not ``[B, ...]`` with
+        ``B >= 1`` and channels last, logits not ``[B, K]``, ``y`` not ``[B]`` in ``[0, K)``).
 
     References:
       Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
@@ -82,7 +82,7 @@ def robust_accuracy(
       ensemble).
     """
     named = _named(attacks)
-    x = checks.array(x, "x", min_ndim=2)
+    x = checks.array(x, "x", min_ndim=2, image=True)
     k = checks.num_classes(apply_fn, params, x)
     y = checks.labels(y, x.shape[0], "y", num_classes=k)
     if key is not None:

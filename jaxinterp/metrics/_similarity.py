@@ -2,8 +2,8 @@
 
 Each takes two arrays ``[B, ...]`` of the same shape and compares example ``b`` of one with
 example ``b`` of the other over all non-batch axes (SSIM: maps ``[B, H, W]``), giving ``[B]``
-float32. Where a correlation or cosine is undefined (a constant or all-zero map) it is 0,
-never NaN.
+float32. Where a correlation or cosine is undefined (a constant or all-zero map) it is 0;
+an example where either map holds a NaN or an infinity gets NaN (no comparison to make).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 
 from jaxinterp.core import checks
 from jaxinterp.core.ops import flat, safe_div
+
+from ._common import nan_where_invalid
 
 __all__ = ["SIMILARITIES", "cosine_similarity", "mse", "pearson", "ssim"]
 
@@ -36,13 +38,14 @@ def pearson(a: jax.Array, b: jax.Array) -> jax.Array:
     """Pearson correlation per example, ``[B, ...] × [B, ...] -> [B]``.
 
     ``ρ = Σ (a_i − ā)(b_i − b̄) / sqrt(Σ (a_i − ā)² · Σ (b_i − b̄)²)``; 0 where either map
-    is constant.
+    is constant; NaN where either map holds a NaN or an infinity.
 
     References:
       Pearson, "Notes on regression and inheritance in the case of two parents", Proc. R.
       Soc. London 1895.
     """
-    return _pearson(*checked_pair(a, b))
+    a, b = checked_pair(a, b)
+    return nan_where_invalid((a, b), _pearson(a, b))
 
 
 @jax.jit
@@ -65,15 +68,17 @@ _cosine = jax.jit(cosine_rows)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Cosine similarity per example, ``⟨a, b⟩ / (‖a‖ ‖b‖)``, ``[B]``; 0 where a map is 0."""
+    """Cosine similarity per example, ``⟨a, b⟩ / (‖a‖ ‖b‖)``, ``[B]``; 0 where a map is 0,
+    NaN where a map holds a NaN or an infinity."""
     a, b = checked_pair(a, b)
-    return _cosine(flat(a), flat(b))
+    return nan_where_invalid((a, b), _cosine(flat(a), flat(b)))
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Mean squared error per example, ``(1/D) Σ_i (a_i − b_i)²``, ``[B]``."""
+    """Mean squared error per example, ``(1/D) Σ_i (a_i − b_i)²``, ``[B]``; NaN where a map
+    holds a NaN or an infinity."""
     a, b = checked_pair(a, b)
-    return _mse(flat(a), flat(b))
+    return nan_where_invalid((a, b), _mse(flat(a), flat(b)))
 
 
 @jax.jit
@@ -112,7 +117,8 @@ def ssim(
                                       / ((μ_a² + μ_b² + C1)(σ_a² + σ_b² + C2))
 
     This is Wang et al.'s definition; scikit-image's default differs (reflect padding and an
-    ``N/(N−1)`` sample-covariance factor), so its values differ slightly.
+    ``N/(N−1)`` sample-covariance factor), so its values differ slightly. NaN where a map
+    holds a NaN or an infinity.
 
     Args:
       a, b: Maps ``[B, H, W]`` with ``H, W >= window_size``.
@@ -133,7 +139,8 @@ def ssim(
             f"ssim needs maps [B, H, W] with H, W >= window_size={window_size}, "
             f"got shape {tuple(a.shape)}"
         )
-    return _ssim(a, b, window_size=window_size, sigma=sigma, data_range=data_range)
+    value = _ssim(a, b, window_size=window_size, sigma=sigma, data_range=data_range)
+    return nan_where_invalid((a, b), value)
 
 
 @functools.partial(jax.jit, static_argnames=("window_size", "sigma", "data_range"))

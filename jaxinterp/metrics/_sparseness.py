@@ -10,6 +10,8 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.ops import flat, safe_div
 
+from ._common import nan_where_invalid
+
 __all__ = ["gini", "spatial_coherence"]
 
 
@@ -22,14 +24,16 @@ def gini(attribution: jax.Array) -> jax.Array:
         G = 1 − 2 Σ_k (v_k / ‖v‖₁) · (n − k + ½) / n
 
     ``G = 0`` for a uniform map (``Σ_k (n − k + ½) = n²/2``) and ``(n − 1)/n`` for a one-hot
-    map (only ``k = n`` counts); an all-zero map gets 0. Higher is sparser.
+    map (only ``k = n`` counts); an all-zero map gets 0, one holding a NaN or an infinity
+    NaN. Higher is sparser.
 
     References:
       Hurley, Rickard, "Comparing measures of sparsity", IEEE Trans. Inf. Theory 2009;
       Chalasani, Chen, Chowdhury, Wu, Jha, "Concise explanations of neural networks using
       adversarial training", ICML 2020.
     """
-    return _gini(checks.array(attribution, "attribution", cast=True))
+    a = checks.array(attribution, "attribution", cast=True)
+    return nan_where_invalid(a, _gini(a))
 
 
 @jax.jit
@@ -57,7 +61,7 @@ def spatial_coherence(
     not depend on its batch). The ratio does not depend on the map's scale, so unlike the TV
     of a sum-normalised map it does not reward flat maps: i.i.d. noise scores about 0, a
     smooth blob close to 1, a checkerboard below 0; a constant map (no structure to shuffle)
-    scores 0.
+    scores 0, a map holding a NaN or an infinity NaN.
 
     Args:
       attribution: ``[B, H, W, C]`` (channels last) or a map ``[B, H, W]``.
@@ -70,7 +74,7 @@ def spatial_coherence(
     """
     a = checks.array(attribution, "attribution", ndims=(3, 4), cast=True)
     n = checks.integer("num_permutations", num_permutations)
-    return _coherence(a, checks.key(key), n)
+    return nan_where_invalid(a, _coherence(a, checks.key(key), n))
 
 
 def _tv2(h: jax.Array) -> jax.Array:
