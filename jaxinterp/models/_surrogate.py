@@ -16,6 +16,7 @@ import dataclasses
 
 import flax.linen as nn
 
+from jaxinterp.core import checks
 from jaxinterp.models.activations import check_beta
 from jaxinterp.models.model import Model, from_linen
 
@@ -46,8 +47,8 @@ def softplus_surrogate(model_module: nn.Module, beta: float) -> Model:
       lower-cased class name) whose ``apply_fn(params, x)`` takes the original model's params.
 
     Raises:
-      TypeError: If ``model_module`` is not a Linen module with ``activation`` and ``beta``
-        fields.
+      ArgumentTypeError: (a ``TypeError``) If ``model_module`` is not a Linen module with
+        ``activation`` and ``beta`` fields, or ``beta`` is not a real number.
       ValueError: If ``beta`` is not a finite number > 0.
 
     Example:
@@ -61,13 +62,13 @@ def softplus_surrogate(model_module: nn.Module, beta: float) -> Model:
       NeurIPS 2019 (β-smoothing of explanations).
     """
     if not isinstance(model_module, nn.Module):
-        raise TypeError(
+        raise checks.ArgumentTypeError(
             f"model_module must be an unbound flax.linen Module, got {type(model_module).__name__}"
         )
     fields = {f.name for f in dataclasses.fields(model_module)}
     missing = sorted({"activation", "beta"} - fields)
     if missing:
-        raise TypeError(
+        raise checks.ArgumentTypeError(
             f"model_module {type(model_module).__name__} has no field(s) {', '.join(missing)}; "
             "softplus_surrogate needs a module with `activation` and `beta` fields "
             "(e.g. models.MLP, models.LeNet, models.ResNet18)"

@@ -92,6 +92,7 @@ def get_activation(name: str, *, beta: float = 1.0) -> Activation:
         A function mapping an array of any shape to an array of the same shape.
 
     Raises:
+        ArgumentTypeError: If ``name`` is not a string or ``beta`` not a real number.
         ValueError: If ``name`` is unknown (the message lists the known names) or if ``beta``
             is not a finite number > 0.
 
@@ -100,7 +101,11 @@ def get_activation(name: str, *, beta: float = 1.0) -> Activation:
         >>> y = act(jnp.linspace(-1.0, 1.0, 5))  # ~relu, but smooth
     """
     beta = check_beta(beta)
-    key = name.lower() if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise checks.ArgumentTypeError(
+            f"activation must be a string, one of {', '.join(ACTIVATIONS)}; got {name!r}"
+        )
+    key = name.lower()
     if key == "relu":
         return jax.nn.relu
     if key == "softplus":
@@ -117,7 +122,8 @@ def check_model_config(num_classes: int, activation: str, beta: float) -> None:
         beta: Softplus sharpness, see :func:`check_beta`.
 
     Raises:
-        ArgumentTypeError: If ``num_classes`` is not an integer or ``beta`` not a number.
+        ArgumentTypeError: If ``num_classes`` is not an integer, ``activation`` not a string
+            or ``beta`` not a number.
         ValueError: If any argument is invalid.
     """
     checks.integer("num_classes", num_classes, minimum=2)

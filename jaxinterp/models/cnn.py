@@ -91,6 +91,7 @@ class LeNet(nn.Module):
         check_model_config(self.num_classes, self.activation, self.beta)
         checks.sequence("channels", self.channels, checks.integer, length=4)
         checks.integer("hidden", self.hidden)
+        checks.function("conv", self.conv)
         super().__post_init__()
 
     @nn.compact

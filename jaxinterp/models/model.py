@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax
 from flax import nnx
 
+from jaxinterp.core import checks
 from jaxinterp.models.activations import check_model_config
 from jaxinterp.models.cnn import LeNet
 from jaxinterp.models.mlp import MLP
@@ -101,11 +102,21 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
         ``module.apply({"params": p}, x)`` and whose ``features_fn`` returns the values the
         module recorded with ``self.sow("intermediates", ...)``.
 
+    Raises:
+        ArgumentTypeError: ``module`` is not a Linen module, or ``name`` not a string.
+
     Example:
         >>> model = from_linen(MLP(num_classes=10, hidden=(64,)))
         >>> params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
         >>> model.apply_fn(params, x).shape  # (B, 10)
     """
+
+    if not isinstance(module, nn.Module):
+        raise checks.ArgumentTypeError(
+            f"module must be an unbound flax.linen Module, got {type(module).__name__}"
+        )
+    if name is not None and not isinstance(name, str):
+        raise checks.ArgumentTypeError(f"name must be a string or None, got {name!r}")
 
     def init(key: jax.Array, sample_x: jax.Array) -> Params:
         return module.init(key, sample_x)["params"]
@@ -192,7 +203,9 @@ def get_model(
 
     Raises:
         ValueError: Unknown model name (lists known names), invalid ``num_classes``,
-            ``activation`` or ``beta``.
+            ``activation``, ``beta`` or architecture option.
+        ArgumentTypeError: A hyperparameter of the wrong type, e.g. ``hidden="64"``,
+            ``channels=(16, "a")`` or ``beta="3"`` (the message names the field).
         TypeError: Keyword arguments the chosen model does not accept (names them).
 
     Example:
@@ -200,8 +213,10 @@ def get_model(
         >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
         >>> logits = model.apply_fn(params, x)  # [B, 10]
     """
-    key = name.lower() if isinstance(name, str) else name
-    key = _ALIASES.get(key, key)
+    if not isinstance(name, str):
+        known = ", ".join((*MODELS, *_ALIASES))
+        raise checks.ArgumentTypeError(f"name must be a model name ({known}), got {name!r}")
+    key = _ALIASES.get(name.lower(), name.lower())
     if key not in _REGISTRY:
         known = ", ".join((*MODELS, *_ALIASES))
         raise ValueError(f"Unknown model {name!r}; known models: {known}")

@@ -59,6 +59,14 @@ class BasicBlock(nn.Module):
     num_groups: int = 32
     conv: Callable[..., jax.Array] = loop_safe_conv
 
+    def __post_init__(self) -> None:
+        checks.integer("channels", self.channels)
+        checks.integer("strides", self.strides)
+        checks.function("act", self.act)
+        checks.integer("num_groups", self.num_groups)
+        checks.function("conv", self.conv)
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Applies the block.
@@ -126,6 +134,7 @@ class ResNet18(nn.Module):
         check_model_config(self.num_classes, self.activation, self.beta)
         checks.integer("width", self.width)
         checks.integer("num_groups", self.num_groups)
+        checks.function("conv", self.conv)
         super().__post_init__()
 
     @nn.compact
