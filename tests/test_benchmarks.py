@@ -258,9 +258,10 @@ def test_loops_unrolled_context_restores_fori_loop():
 def test_benchmark_suite_quick(tmp_path):
     from benchmarks import suite
 
-    summary = suite.main(["--quick", "--out", str(tmp_path), "--parts", "regularizers,loops"])
-    assert set(summary["parts"]) == {"regularizers", "loops"}
+    # Each part's own benchmark has its own test above; two cheap parts check the assembly.
+    summary = suite.main(["--quick", "--out", str(tmp_path), "--parts", "attribution,loops"])
+    assert set(summary["parts"]) == {"attribution", "loops"}
     assert all(p["rows"] for p in summary["parts"].values())
     md = (tmp_path / "suite.md").read_text()
-    assert "## regularizers" in md and "## loops" in md and "| pgd2 |" in md
+    assert "## attribution" in md and "## loops" in md and "| pgd2 |" in md
     assert json.loads((tmp_path / "suite.json").read_text())["parts"]["loops"]["seconds"] > 0

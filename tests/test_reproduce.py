@@ -18,15 +18,22 @@ def get_config():
     s = study_config("mnist5k")
     s.model = "mlp"
     s.model_kwargs.hidden = (32,)
-    s.num_steps = 40
-    s.localisation_num_steps = 40
-    s.num_examples = 8
-    s.localisation_num_examples = 8
-    s.eval_batch_size = 8
-    s.num_figure_examples = 2
-    s.protocol.relex_iterations = 5
-    s.protocol.targeted_steps = 5
-    s.protocol.boundary_examples = 4
+    s.num_steps = 20
+    s.localisation_num_steps = 20
+    s.num_examples = 6
+    s.localisation_num_examples = 6
+    s.eval_batch_size = 6
+    s.num_figure_examples = 1
+    s.eval.attack_steps = 3
+    s.eval.num_samples = 2
+    s.eval.deletion_steps = 4
+    s.protocol.rps_radii = (4 / 255, 16 / 255)
+    s.protocol.relex_iterations = 3
+    s.protocol.relex_samples = 2
+    s.protocol.targeted_steps = 3
+    s.protocol.boundary_examples = 3
+    s.protocol.boundary_epsilons = (1.0, 4.0)
+    s.protocol.cw_binary_search_steps = 1
     s.data_dir = {data_dir!r}
     return s
 """

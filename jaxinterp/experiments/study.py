@@ -120,7 +120,7 @@ def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     s.eval.attack_steps = min(s.eval.attack_steps, 20)
     s.gates.min_flipped = 30
     s.protocol.boundary_examples = min(s.protocol.boundary_examples, 30)
-    s.protocol.cw_binary_search_steps = 3
+    s.protocol.cw_binary_search_steps = min(s.protocol.cw_binary_search_steps, 3)
     s.protocol.retrieval_epsilons = tuple(s.protocol.retrieval_epsilons)[-1:]
     s.protocol.relex_samples = min(s.protocol.relex_samples, 10)
     return s
