@@ -50,7 +50,7 @@ def test_all_configs_build_their_penalties():
 @pytest.mark.parametrize("name", ["lga", "act_sens"])
 def test_regularized_digits_models_reach_90_percent(tmp_path, data_dir, capsys, name):
     config = os.path.join(CONFIGS, f"digits_{name}.py")
-    assert _train(tmp_path, data_dir, config, "--config.num_steps=300") == 0
+    assert _train(tmp_path, data_dir, config, "--config.num_steps=200") == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["eval/accuracy"] >= 0.90, result
 
