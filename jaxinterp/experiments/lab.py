@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attacks, attribution, data, metrics
@@ -205,7 +204,3 @@ def mean_where(values: np.ndarray, ok: np.ndarray) -> float:
     """Mean of ``values[ok]``; NaN when no example qualifies."""
     values, ok = np.asarray(values), np.asarray(ok, bool)
     return float(np.mean(values[ok])) if np.any(ok) else float("nan")
-
-
-def as_jax(*arrays: np.ndarray) -> tuple[jax.Array, ...]:
-    return tuple(jnp.asarray(a) for a in arrays)
