@@ -21,6 +21,7 @@ from jaxinterp.models.model import (
     ApplyFn,
     FeaturesFn,
     InitFn,
+    LayerFn,
     Model,
     Params,
     from_linen,
@@ -30,6 +31,7 @@ from jaxinterp.models.model import (
 from jaxinterp.models.resnet import BasicBlock, ResNet18
 
 from ._surrogate import softplus_surrogate
+from ._tap import tap
 
 __all__ = [
     "ACTIVATIONS",
@@ -39,6 +41,7 @@ __all__ = [
     "BasicBlock",
     "FeaturesFn",
     "InitFn",
+    "LayerFn",
     "LeNet",
     "Model",
     "Params",
@@ -53,4 +56,5 @@ __all__ = [
     "loop_safe_conv",
     "softplus_beta",
     "softplus_surrogate",
+    "tap",
 ]

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.models._tap import tap
 from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
@@ -54,7 +55,7 @@ class LeNet(nn.Module):
         -> conv(64) -> act -> conv(64) -> act -> maxpool 2
         -> flatten -> dense(256) -> act -> dense(num_classes)
 
-    Recorded intermediates (``self.sow("intermediates", ...)``), for an input
+    Tapped layers (:func:`~jaxinterp.models.tap`: recorded and open to an offset), for an input
     ``[B, H, W, C]`` with ``H2 = ceil(H / 2)`` and ``H4 = ceil(H2 / 2)``:
 
     * ``"conv1"``, ``"conv2"``: ``[B, H, W, 32]``
@@ -109,10 +110,10 @@ class LeNet(nn.Module):
         h = x
         for i, ch in enumerate(self.channels, start=1):
             h = act(nn.Conv(int(ch), (3, 3), padding="SAME", conv_general_dilated=self.conv)(h))
-            self.sow("intermediates", f"conv{i}", h)
+            h = tap(self, f"conv{i}", h)
             if i % 2 == 0:
                 h = _max_pool(h)
         h = h.reshape((h.shape[0], -1))
         h = act(nn.Dense(int(self.hidden))(h))
-        self.sow("intermediates", "fc1", h)
+        h = tap(self, "fc1", h)
         return nn.Dense(self.num_classes)(h)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 
 from jaxinterp.core import checks
+from jaxinterp.models._tap import tap
 from jaxinterp.models.activations import check_model_config, get_activation
 
 
@@ -23,8 +24,8 @@ class MLP(nn.Module):
 
     Architecture: ``flatten -> [dense(h) -> act] for h in hidden -> dense(num_classes)``.
 
-    Post-activation outputs of the hidden layers are recorded with
-    ``self.sow("intermediates", name, h)`` under the names ``"dense1"``, ``"dense2"``, ...
+    Post-activation outputs of the hidden layers are tapped (:func:`~jaxinterp.models.tap`:
+    recorded and open to an offset) under the names ``"dense1"``, ``"dense2"``, ...
     (one per entry of ``hidden``), each of shape ``[B, hidden[i]]``. The parameter subtrees are
     Flax's automatic names ``Dense_0``, ``Dense_1``, ... (the last one is the output layer);
     sow names cannot reuse submodule names in Linen.
@@ -65,5 +66,5 @@ class MLP(nn.Module):
         h = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.hidden, start=1):
             h = act(nn.Dense(int(width))(h))
-            self.sow("intermediates", f"dense{i}", h)
+            h = tap(self, f"dense{i}", h)
         return nn.Dense(self.num_classes)(h)

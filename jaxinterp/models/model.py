@@ -4,7 +4,8 @@ Everything downstream (regularisers, attributions, attacks, training) only sees
 
 * ``apply_fn(params, x) -> logits`` with ``x: [B, H, W, C]`` float32 and logits
   ``[B, num_classes]``, pure and jittable, and
-* optionally ``features_fn(params, x) -> {layer_name: [B, ...]}`` for hidden activations.
+* optionally ``features_fn(params, x) -> {layer_name: [B, ...]}`` for hidden activations,
+  and ``layer_fn(params, x, offsets) -> (logits, features)`` for gradients in them.
 
 ``params`` is any pytree of float arrays, so ``jax.grad``, ``jax.jvp`` and optax work on it
 directly. Three ways to get such a pair:
@@ -43,6 +44,13 @@ Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 FeaturesFn = Callable[[Params, jax.Array], dict[str, jax.Array]]
 InitFn = Callable[[jax.Array, jax.Array], Params]
+LayerFn = Callable[
+    [Params, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]
+]
+"""``layer_fn(params, x, offsets) -> (logits, features)``: the forward pass with
+``offsets[name]`` added to the output of layer ``name`` (layers not named get no offset),
+returning the logits and every layer's (offset) activation, as ``features_fn`` names them.
+Its gradient in ``offsets`` at zero is the gradient of the logits in those activations."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +64,16 @@ class Model:
         features_fn: ``features_fn(params, x) -> {name: activation}``, each value batched
             along axis 0 (``[B, ...]``), holding a layer's post-activation output.
         name: Human-readable model name (e.g. ``"resnet18"``).
+        layer_fn: ``layer_fn(params, x, offsets) -> (logits, features)`` (:data:`LayerFn`),
+            or ``None`` when the model does not open its layers to offsets; what Grad-CAM
+            (:func:`jaxinterp.attribution.grad_cam`) differentiates.
     """
 
     init: InitFn
     apply_fn: ApplyFn
     features_fn: FeaturesFn
     name: str
+    layer_fn: LayerFn | None = None
 
 
 def _flatten_intermediates(tree: Mapping[str, Any], prefix: str = "") -> dict[str, jax.Array]:
@@ -86,6 +98,18 @@ def _flatten_intermediates(tree: Mapping[str, Any], prefix: str = "") -> dict[st
     return out
 
 
+def _nest(flat: Mapping[str, jax.Array]) -> dict[str, Any]:
+    """``{"a/b": v}`` -> ``{"a": {"b": v}}``: flat layer names as a Linen variable tree."""
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        *scopes, leaf = name.split("/")
+        node = tree
+        for scope in scopes:
+            node = node.setdefault(scope, {})
+        node[leaf] = value
+    return tree
+
+
 def from_linen(module: nn.Module, name: str | None = None) -> Model:
     """Wraps a Linen module into a :class:`Model`.
 
@@ -99,8 +123,10 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
 
     Returns:
         A :class:`Model` whose params are ``variables["params"]``, whose ``apply_fn`` is
-        ``module.apply({"params": p}, x)`` and whose ``features_fn`` returns the values the
-        module recorded with ``self.sow("intermediates", ...)``.
+        ``module.apply({"params": p}, x)``, whose ``features_fn`` returns the values the
+        module recorded with ``self.sow("intermediates", ...)`` and whose ``layer_fn`` adds
+        offsets to the layers the module exposes with :func:`~jaxinterp.models.tap` (or
+        ``self.perturb``); offsetting a layer it does not tap raises ``ValueError``.
 
     Raises:
         ArgumentTypeError: ``module`` is not a Linen module, or ``name`` not a string.
@@ -129,11 +155,29 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
         _, state = module.apply({"params": params}, x, mutable=["intermediates"])
         return _flatten_intermediates(state.get("intermediates", {}))
 
+    def layer_fn(
+        params: Params, x: jax.Array, offsets: Mapping[str, jax.Array]
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        variables = {"params": params, "perturbations": _nest(offsets)}
+        # Mutable, so that the taps not offset create their zero offset instead of failing.
+        logits, state = module.apply(variables, x, mutable=["perturbations", "intermediates"])
+        features = _flatten_intermediates(state.get("intermediates", {}))
+        tapped = _flatten_intermediates(state.get("perturbations", {}))
+        unknown = sorted(set(offsets) - set(tapped))
+        if unknown:
+            raise ValueError(
+                f"no tapped layer {', '.join(map(repr, unknown))} in {type(module).__name__}; "
+                f"tapped: {', '.join(tapped) or 'none'} (expose a layer with "
+                "jaxinterp.models.tap(self, name, h))"
+            )
+        return logits, features
+
     return Model(
         init=init,
         apply_fn=apply_fn,
         features_fn=features_fn,
         name=name if name is not None else type(module).__name__.lower(),
+        layer_fn=layer_fn,
     )
 
 

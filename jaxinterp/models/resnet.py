@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 
 from jaxinterp.core import checks
+from jaxinterp.models._tap import tap
 from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
@@ -100,7 +101,8 @@ class ResNet18(nn.Module):
     (64/128/256/512 by default) and strides 1/2/2/2, global average pooling and a dense layer.
     About 11.2M parameters with the defaults and 10 classes.
 
-    Recorded intermediates (``self.sow("intermediates", ...)``) for an input ``[B, H, W, C]``:
+    Tapped layers (:func:`~jaxinterp.models.tap`: recorded and open to an offset) for an
+    input ``[B, H, W, C]``:
 
     * ``"stem"``: ``[B, H, W, width]``
     * ``"layer1"``: ``[B, H, W, width]``
@@ -152,7 +154,7 @@ class ResNet18(nn.Module):
             name="stem_conv",
         )(x)
         h = act(_group_norm(width, groups, "stem_norm")(h))
-        self.sow("intermediates", "stem", h)
+        h = tap(self, "stem", h)
         for stage, (mult, stride) in enumerate(_STAGES, start=1):
             for j in range(2):
                 h = BasicBlock(
@@ -163,6 +165,6 @@ class ResNet18(nn.Module):
                     conv=self.conv,
                     name=f"layer{stage}_block{j + 1}",
                 )(h)
-            self.sow("intermediates", f"layer{stage}", h)
+            h = tap(self, f"layer{stage}", h)
         h = h.mean(axis=(1, 2))
         return nn.Dense(self.num_classes, name="head")(h)
