@@ -186,6 +186,15 @@ def gaussian_smoothing(sigma: float) -> Callable[[jax.Array], jax.Array]:
     ``K[i, j] ∝ exp(−(i − j)² / 2σ²)`` normalised per row: a weighted average over the pixels
     inside the image (no padding; constants are preserved, also at the border).
 
+    Not ``dm_pix.gaussian_blur``, on purpose: that one truncates the kernel to
+    ``kernel_size`` taps and zero-pads (``"SAME"``), so its weights near the border sum to
+    less than 1 and a constant image darkens there (a constant 1 becomes 0.49 in the corner
+    at σ = 1). This blur is the deletion/insertion substrate (METHODS §4), where a dark frame
+    would put information into the "uninformative" image, and the gradient smoothing of the
+    regularized adversarial explanation (METHODS §3), where it would shrink the steps at the
+    border. Farther than about 6σ from the border, with ``kernel_size >= 2⌈6σ⌉ + 1``, the two
+    agree to float32 round-off (``tests/test_maintained_libraries.py``).
+
     Args:
       sigma: Standard deviation ``σ > 0`` in pixels.
 
