@@ -100,7 +100,7 @@ def _holding_tables() -> dict[int, dict]:
                    "targeted boundary found": _seeds(0.9)}  # fmt: skip
     loc["IG (black)"]["consistency (3 baselines)"] = _seeds(0.4)
     loc["model"] = {"accuracy": _seeds(0.9)}
-    methods4 = ["relex", "relex (no noise)", "smoothgrad", "ig", "gradient", "random"]
+    methods4 = ["relex", "relex (no noise)", "smoothgrad", "ig", "gradient", "grad_cam", "random"]
     spec = ["specificity ε=0.15 top-10%", "specificity ε=0.15 top-25%"]
     m4 = {n: {c: _seeds(0.6 if n == "relex" else 0.2) for c in spec} for n in methods4}
     a4 = {"standard": {"attack success ε=0.15": _seeds(0.9), "flipped ε=0.15": _seeds(250.0)}}

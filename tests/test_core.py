@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxinterp import attacks, attribution, core, regularizers
+from jaxinterp import attacks, attribution, core, models, regularizers
 from jaxinterp.core import checks
 from jaxinterp.experiments.penalties import build_penalty
 
@@ -139,8 +139,12 @@ def test_registry_register_build_check_and_tags():
 
 
 def test_every_registered_method_builds_with_its_defaults():
-    for name in attribution.EXPLAINERS:
-        assert callable(attribution.EXPLAINERS.build(name)), name
+    model = models.get_model("mlp", num_classes=3, hidden=(4,))
+    context = {"layer_fn": model.layer_fn, "features_fn": model.features_fn}
+    for name in attribution.EXPLAINERS:  # A job passes what it knows of its model.
+        assert callable(attribution.EXPLAINERS.build(name, context=context)), name
+    with pytest.raises(ValueError, match="layer_fn=model.layer_fn"):
+        attribution.EXPLAINERS.build("grad_cam")
     for name in regularizers.PENALTIES:
         entry = regularizers.PENALTIES.get(name)
         extra = {"features_fn": lambda p, x: {}} if entry.accepts("features_fn") else {}

@@ -27,7 +27,8 @@ def workdir(tmp_path_factory, data_dir):
 
 def test_evaluate_cli_writes_json_and_table(workdir, tmp_path, capsys):
     out = tmp_path / "metrics.json"
-    argv = ["evaluate", "--workdir", workdir, "--methods", "gradient,ig", "--out", str(out)]
+    methods = "gradient,ig,grad_cam"
+    argv = ["evaluate", "--workdir", workdir, "--methods", methods, "--out", str(out)]
     metrics = "deletion,insertion,completeness,gini,rps,topk_attack"
     # One batch (8): the remainder batch is covered by the toy-method test below.
     status = cli.main([*argv, "--metrics", metrics, "--num-examples", "8", "--batch-size", "8"])
@@ -43,6 +44,9 @@ def test_evaluate_cli_writes_json_and_table(workdir, tmp_path, capsys):
     # IG is complete (32 Gauss-Legendre steps on a smooth model); the gradient is not.
     assert abs(ig["completeness/delta"]["mean"]) < 0.05
     assert result["results"]["gradient"]["completeness/delta"]["std"] > 0.05
+    # Grad-CAM runs by name on the loaded CNN (its layer_fn); no attack through it.
+    assert np.isfinite(result["results"]["grad_cam"]["deletion/auc"]["mean"])
+    assert "grad_cam/topk_attack" in result["skipped"]
 
 
 def test_evaluate_skips_attacks_on_non_differentiable_methods(workdir, tmp_path):

@@ -57,6 +57,12 @@ def features_fn(params, x):
     return {"hidden": _hidden(params, x)}
 
 
+def layer_fn(params, x, offsets):
+    """``apply_fn`` behind one layer ``"input"`` (the input itself, plus its offset)."""
+    h = x + offsets.get("input", 0.0)
+    return apply_fn(params, h), {"input": h}
+
+
 def _params():
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     return {
@@ -231,6 +237,8 @@ EXPLAINER_SETTINGS: dict[str, tuple[dict, dict]] = {  # name -> (build kwargs, S
     "rise": ({"num_masks": 2, "grid": 2, "chunk_size": None}, {"ranks": (4,)}),
     "regadv": ({"num_steps": 1}, {"ranks": (4,)}),
     "pgd_perturbation": ({"num_steps": 1}, {"ranks": (4,)}),
+    "grad_cam": ({"layer_fn": layer_fn}, {"ranks": (4,)}),
+    "grad_cam_pp": ({"layer_fn": layer_fn}, {"ranks": (4,)}),
 }
 ATTACK_SETTINGS: dict[str, dict] = {
     "pgd": {"num_steps": 1},

@@ -40,6 +40,7 @@ from ._explainers import (
     score_based,
     smooth_explainer,
 )
+from ._grad_cam import grad_cam, spatial_layers
 from ._gradient import gradient, gradient_x_input
 from ._integrated_gradients import (
     METHODS,
@@ -78,6 +79,12 @@ EXPLAINERS.register("bsm", boundary_explainer, summary="gradient at the nearest 
                     kind="bsm")  # fmt: skip
 EXPLAINERS.register("big", boundary_explainer, summary="IG from the nearest boundary point",
                     kind="big", num_steps=32)  # fmt: skip
+# Grad-CAM runs the model's layer_fn, not the apply_fn it is given (an attack's smooth
+# surrogate, say), so it is not tagged differentiable.
+EXPLAINERS.register("grad_cam", grad_cam, summary="gradient-weighted activations of the last "
+                    "conv layer (needs the model's layer_fn)")  # fmt: skip
+EXPLAINERS.register("grad_cam_pp", grad_cam, summary="Grad-CAM++ weights of the last conv "
+                    "layer (needs the model's layer_fn)", plus=True)  # fmt: skip
 EXPLAINERS.register("relex", relex, summary="RelEx mask over noisy copies")
 EXPLAINERS.register("random", random_map, summary="uniform noise: the chance baseline")
 EXPLAINERS.register(
@@ -113,6 +120,7 @@ __all__ = [
     "class_score",
     "expected_integrated_gradients",
     "explainer",
+    "grad_cam",
     "gaussian_smoothing",
     "gradient",
     "gradient_x_input",
@@ -127,5 +135,6 @@ __all__ = [
     "score_based",
     "smooth",
     "smooth_explainer",
+    "spatial_layers",
     "total_variation",
 ]

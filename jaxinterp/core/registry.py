@@ -40,9 +40,17 @@ class Entry:
     summary: str
     tags: frozenset[str] = frozenset()
 
-    def build(self, **overrides: Any) -> Any:
-        """``factory(**{**defaults, **overrides})``."""
-        return self.factory(**{**self.defaults, **overrides})
+    def build(self, *, context: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+        """``factory(**{**defaults, **context', **overrides})``.
+
+        ``context`` holds what a job knows of its model (``features_fn``, ``layer_fn``): each
+        entry is passed only when the factory names it as a parameter (not through
+        ``**kwargs``, which may forward to another method), so one call builds any method by
+        name.
+        """
+        params = inspect.signature(self.factory).parameters
+        extra = {k: v for k, v in (context or {}).items() if k in params}
+        return self.factory(**{**self.defaults, **extra, **overrides})
 
     def accepts(self, name: str) -> bool:
         """Whether the factory takes a keyword argument ``name``."""
@@ -106,9 +114,12 @@ class Registry:
             raise ValueError(f"unknown {self.kind} {name!r}; known: {known}")
         return self._entries[name]
 
-    def build(self, name: str, **overrides: Any) -> Any:
-        """The method ``name`` built with its defaults and ``overrides``."""
-        return self.get(name).build(**overrides)
+    def build(
+        self, name: str, *, context: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> Any:
+        """The method ``name`` built with its defaults, ``context`` (see :meth:`Entry.build`)
+        and ``overrides``."""
+        return self.get(name).build(context=context, **overrides)
 
     def names(self, tag: str | None = None) -> tuple[str, ...]:
         """The registered names, in order (only those tagged ``tag`` if given)."""

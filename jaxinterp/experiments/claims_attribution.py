@@ -299,7 +299,18 @@ claim_3 = Claim(
 
 # --- Claim 4: RelEx retrieval (Lim et al.) ------------------------------------------------
 
-_C4_METHODS = ("relex", "relex (no noise)", "smoothgrad", "ig", "gradient", "random")
+_C4_METHODS = ("relex", "relex (no noise)", "smoothgrad", "ig", "gradient", "grad_cam", "random")
+
+
+def _applies(m: Model, method: str, x: np.ndarray) -> bool:
+    """Whether ``method`` can explain ``m``: Grad-CAM needs a tapped spatial layer (the CNN's
+    ``conv4``; an MLP has none, and its row is then not measured)."""
+    if method != "grad_cam":
+        return True
+    if m.layer_fn is None:
+        return False
+    _, shapes = jax.eval_shape(lambda: m.layer_fn(m.params, jnp.asarray(x[:1]), {}))
+    return bool(attribution.spatial_layers(shapes))
 
 
 def _relex_overrides(lab: Lab, x: np.ndarray) -> dict[str, dict[str, Any]]:
@@ -345,13 +356,14 @@ def _measure_4(lab: Lab) -> Tables:
                 name = method.split(" ")[0]
                 kw = overrides.get(method, {})
                 maps = [jnp.zeros(xa.shape), jnp.zeros(xa.shape)]
-                if len(xa):
+                usable = len(xa) > 0 and _applies(m, name, x)
+                if usable:
                     maps = [
                         jnp.asarray(lab.explain(m, name, xa, c, key, **kw)) for c in (clean, third)
                     ]
                 for q in fractions:
                     col = f"specificity ε={eps:g} top-{round(100 * q)}%"
-                    if not len(xa):
+                    if not usable:
                         v = float("nan")
                     else:
                         r = metrics.retrieval_specificity(
@@ -407,7 +419,7 @@ claim_4 = Claim(
     "On PGD adversarial inputs, keeping the top 10% / 25% pixels of the RelEx map of the clean "
     "class retrieves that class more *specifically* (clean-class retrieval minus the retrieval "
     "of a random third class by its own map) than RelEx without noisy copies, SmoothGrad, IG, "
-    "gradient and random maps.",
+    "gradient, Grad-CAM and random maps.",
     _measure_4,
     _judge_4,
 )

@@ -44,10 +44,11 @@ def _metric_fn(
     metric: str,
     settings: metric_suite.Settings,
     surrogate: Callable[..., jax.Array] | None,
+    layer_fn: Callable[..., Any] | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
     """``jit(run)(params, x, target, attr, key, method_key, extras)``, cached so that models
     sharing an ``apply_fn`` (one architecture) share the compiled code."""
-    explain = attribution.EXPLAINERS.build(method)
+    explain = attribution.EXPLAINERS.build(method, context={"layer_fn": layer_fn})
 
     def run(
         params: Any,
@@ -85,6 +86,7 @@ def per_example(
     seed: int = 0,
     surrogate_apply_fn: Callable[..., jax.Array] | None = None,
     show_progress: bool = True,
+    layer_fn: Callable[..., Any] | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Per-example metric values of each method's attributions of ``target`` at ``x``.
 
@@ -94,6 +96,8 @@ def per_example(
       methods: Names in :data:`jaxinterp.attribution.EXPLAINERS`.
       metric_names: Names in :data:`jaxinterp.experiments.metric_suite.METRICS`.
       extras: ``[N, ...]`` per-example features (``bbox`` for the localisation metrics).
+      layer_fn: The model's :attr:`~jaxinterp.models.Model.layer_fn`, for the explainers
+        that look inside it (Grad-CAM).
 
     Returns:
       ``({method: {"metric/value": [N]}}, skipped)``; ``skipped`` lists ``"method/metric"``
@@ -116,7 +120,7 @@ def per_example(
     bar = training.progress_bar(len(methods) * len(starts), 0, enabled=show_progress)
     for i, method in enumerate(methods):
         mkey = jax.random.fold_in(key, i)
-        attr_fn = attribution_fn(apply_fn, method)
+        attr_fn = attribution_fn(apply_fn, method, layer_fn)
         todo = []
         for metric in metric_names:
             differentiable = attribution.EXPLAINERS.names("differentiable")
@@ -124,7 +128,9 @@ def per_example(
                 skipped.append(f"{method}/{metric}")
             else:
                 todo.append(metric)
-        fns = {m: _metric_fn(apply_fn, method, m, settings, surrogate_apply_fn) for m in todo}
+        fns = {
+            m: _metric_fn(apply_fn, method, m, settings, surrogate_apply_fn, layer_fn) for m in todo
+        }
         values: dict[str, list[np.ndarray]] = {}
         for b, start in enumerate(starts):
             sl = slice(start, start + batch_size)
@@ -229,6 +235,7 @@ def evaluate(
         batch_size=batch_size,
         seed=seed,
         surrogate_apply_fn=surrogate,
+        layer_fn=trained.model.layer_fn,
     )
     result = {
         "workdir": os.path.abspath(workdir),

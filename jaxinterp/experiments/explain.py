@@ -34,11 +34,13 @@ def check_methods(methods: Sequence[str]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def attribution_fn(apply_fn: Callable, method: str) -> Callable:
+def attribution_fn(apply_fn: Callable, method: str, layer_fn: Callable | None = None) -> Callable:
     """``jit(fn)(params, x, target, key) -> attribution`` of the registered explainer
-    ``method`` (with its registry defaults); cached per ``apply_fn`` so that models of one
-    architecture share the compiled code."""
-    explain = attribution.EXPLAINERS.build(method)
+    ``method`` (with its registry defaults; ``layer_fn``, the model's
+    :attr:`~jaxinterp.models.Model.layer_fn`, for the methods that look inside it such as
+    Grad-CAM); cached per ``apply_fn`` so that models of one architecture share the compiled
+    code."""
+    explain = attribution.EXPLAINERS.build(method, context={"layer_fn": layer_fn})
 
     def run(params: Any, x: jax.Array, target: jax.Array, key: jax.Array) -> jax.Array:
         return explain(apply_fn, params, x, target, key=key)
@@ -60,13 +62,15 @@ def compute_attributions(
     methods: Sequence[str],
     *,
     seed: int = 0,
+    layer_fn: Callable | None = None,
 ) -> dict[str, np.ndarray]:
-    """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]``."""
+    """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]`` (``layer_fn``:
+    see :func:`attribution_fn`)."""
     check_methods(methods)
     key = jax.random.PRNGKey(seed)
     out = {}
     for i, name in enumerate(methods):
-        fn = attribution_fn(apply_fn, name)
+        fn = attribution_fn(apply_fn, name, layer_fn)
         out[name] = np.asarray(
             fn(params, jnp.asarray(x), jnp.asarray(target), jax.random.fold_in(key, i))
         )
@@ -137,7 +141,9 @@ def explain(
     seconds, maps = {}, {}
     for name in methods:
         t0 = time.perf_counter()
-        attr = compute_attributions(apply_fn, trained.params, x, preds, [name], seed=seed)[name]
+        attr = compute_attributions(
+            apply_fn, trained.params, x, preds, [name], seed=seed, layer_fn=trained.model.layer_fn
+        )[name]
         maps[name] = heatmap(attr)
         seconds[name] = time.perf_counter() - t0
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -37,11 +37,15 @@ class Model:
     params: Any
     accuracy: float
     config: Any
+    layer_fn: Callable | None = None
 
 
 @functools.lru_cache(maxsize=64)
-def _explain_fn(apply_fn: Callable, method: str, overrides: tuple) -> Callable:
-    explain = attribution.EXPLAINERS.build(method, **dict(overrides))
+def _explain_fn(
+    apply_fn: Callable, layer_fn: Callable | None, method: str, overrides: tuple
+) -> Callable:
+    context = {"layer_fn": layer_fn}
+    explain = attribution.EXPLAINERS.build(method, context=context, **dict(overrides))
     return jax.jit(lambda p, x, y, k: explain(apply_fn, p, x, y, key=k))
 
 
@@ -112,7 +116,7 @@ class Lab:
     ) -> np.ndarray:
         """The registered explainer ``method`` (with ``kw`` overrides), batched; the key of
         batch ``i`` is ``fold_in(key, i)`` whatever the method, so methods share draws."""
-        fn = _explain_fn(m.apply_fn, method, tuple(sorted(kw.items())))
+        fn = _explain_fn(m.apply_fn, m.layer_fn, method, tuple(sorted(kw.items())))
         index = np.arange(len(x))
         return self.batched(
             lambda xb, yb, ib: fn(m.params, xb, yb, jax.random.fold_in(key, int(ib[0]))),
@@ -185,6 +189,7 @@ class Lab:
             batch_size=self.batch_size,
             seed=m.seed,
             show_progress=False,
+            layer_fn=m.layer_fn,
         )
         return out
 

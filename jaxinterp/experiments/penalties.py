@@ -40,10 +40,9 @@ def build_penalty(
             raise ValueError(f"config.penalties.{name} needs a weight")
         weight = spec.pop("weight")
         entry = regularizers.PENALTIES.get(kind)
-        extra = {k: v for k, v in context.items() if entry.accepts(k) and k not in spec}
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
         try:
-            named[name] = (float(weight), entry.build(**spec, **extra))
+            named[name] = (float(weight), entry.build(context=context, **spec))
         except TypeError as e:  # an unknown hyperparameter
             raise ValueError(f"config.penalties.{name}: {e}") from None
     return regularizers.combine(**named) if named else None

@@ -137,7 +137,9 @@ def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[d
             assert loc is not None  # A localisation model comes with its test split.
             xs, labels = np.asarray(loc.images[:n]), loc.labels[:n]
         pred = np.asarray(jnp.argmax(m.apply_fn(m.params, xs), -1)).astype(np.int32)
-        maps = compute_attributions(m.apply_fn, m.params, xs, pred, FIGURE_METHODS, seed=seed)
+        maps = compute_attributions(
+            m.apply_fn, m.params, xs, pred, FIGURE_METHODS, seed=seed, layer_fn=m.layer_fn
+        )
         path = os.path.join(out, f"attributions_{name}.png")
         plot_grid(xs, labels, pred, {k: heatmap(v) for k, v in maps.items()}, path)
         paths.append(path)

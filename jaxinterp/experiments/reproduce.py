@@ -45,6 +45,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> lab_lib.Model:
         seed=int(config.seed),
         apply_fn=trained.model.apply_fn,
         features_fn=trained.model.features_fn,
+        layer_fn=trained.model.layer_fn,
         params=trained.params,
         accuracy=float(acc),
         config=trained.config,
