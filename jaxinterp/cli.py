@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as e:
         print(f"jaxinterp: error: {e}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as e:
         if os.environ.get("JAXINTERP_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -43,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every = 0  # 0: evaluate at the end only
     c.checkpoint_every = 100
     c.keep_checkpoints = 3
+    c.tensorboard = False  # also write the scalars as TensorBoard events (tensorboardX)
     # Devices.
     c.num_devices = 0  # 0: all devices
     c.distributed = ml_collections.ConfigDict()

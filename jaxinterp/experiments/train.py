@@ -32,6 +32,7 @@ RESUMABLE_FIELDS = (
     "eval_every",
     "checkpoint_every",
     "keep_checkpoints",
+    "tensorboard",
     "data_dir",
     "num_devices",
     "distributed",
@@ -52,6 +53,11 @@ def _check_config(c: ml_collections.ConfigDict) -> None:
     for name, spec in c.penalties.items():
         if isinstance(spec, ml_collections.ConfigDict) and "weight" in spec:
             checks.real(f"config.penalties.{name}.weight", spec.weight)
+    tensorboard = c.get("tensorboard", False)
+    if not isinstance(tensorboard, bool):
+        raise TypeError(f"config.tensorboard must be True or False, got {tensorboard!r}")
+    if tensorboard:  # the optional extra, checked before anything is written
+        training.tensorboard_summary_writer("config.tensorboard=True")
 
 
 def _check_resume(workdir: str, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -218,6 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(workdir, exist_ok=True)
     # One writer: a second trainer on this workdir stops here (see training.WorkdirLock).
     lock = training.WorkdirLock(workdir).acquire() if is_main else None
+    writer: training.MetricsWriter | None = None
     try:
         resolved = config_to_dict(config)
         saved = _check_resume(workdir, resolved)
@@ -237,7 +244,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
             training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
         writer = training.MetricsWriter(
-            os.path.join(workdir, "metrics.jsonl"), resume_step=start, enabled=is_main
+            os.path.join(workdir, "metrics.jsonl"),
+            resume_step=start,
+            enabled=is_main,
+            tensorboard_dir=(
+                os.path.join(workdir, "tensorboard") if config.get("tensorboard", False) else None
+            ),
         )
 
         bar = training.progress_bar(config.num_steps, start, enabled=is_main)
@@ -300,5 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpt.close()
         return {"step": config.num_steps, "eval": final_eval, "train": last_train}
     finally:
+        if writer is not None:
+            writer.close()
         if lock is not None:
             lock.release()

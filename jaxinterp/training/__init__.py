@@ -6,6 +6,7 @@ from jaxinterp.training.lock import WorkdirLock
 from jaxinterp.training.logging import (
     MetricsWriter,
     progress_bar,
+    tensorboard_summary_writer,
     write_atomic,
     write_json_atomic,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "replicate",
     "replicated_sharding",
     "shard_batch",
+    "tensorboard_summary_writer",
     "write_atomic",
     "write_json_atomic",
 ]

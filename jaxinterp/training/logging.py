@@ -1,4 +1,5 @@
-"""Run logging: one JSON line per logging step, and a progress bar on a terminal."""
+"""Run logging: one JSON line per logging step (and, opted in, TensorBoard event files), and a
+progress bar on a terminal."""
 
 from __future__ import annotations
 
@@ -6,12 +7,21 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import tqdm
 
-__all__ = ["MetricsWriter", "progress_bar", "write_atomic", "write_json_atomic"]
+__all__ = [
+    "MetricsWriter",
+    "progress_bar",
+    "tensorboard_summary_writer",
+    "write_atomic",
+    "write_json_atomic",
+]
+
+TENSORBOARD_INSTALL = "pip install 'jaxinterp[tensorboard]' (or pip install tensorboardX)"
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -38,6 +48,20 @@ def write_json_atomic(path: str, obj: Any, *, default: Callable[[Any], Any] | No
     write_atomic(path, json.dumps(obj, indent=2, default=default))
 
 
+def tensorboard_summary_writer(what: str = "TensorBoard logging") -> type:
+    """``tensorboardX.SummaryWriter``, imported on first use (an optional extra).
+
+    Raises:
+      ImportError: tensorboardX is not installed; the message starts with ``what`` and gives
+        the pip command.
+    """
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ImportError(f"{what} needs tensorboardX: {TENSORBOARD_INSTALL}") from e
+    return SummaryWriter
+
+
 class MetricsWriter:
     """Appends ``{"step": s, **metrics}`` lines to ``workdir/metrics.jsonl``.
 
@@ -46,15 +70,45 @@ class MetricsWriter:
     a crash, a cleaned copy is written to a temporary file and swapped in with
     ``os.replace``, so the file reads as one uninterrupted run and a kill at any moment
     leaves either the old or the cleaned file, never an empty one.
+
+    With ``tensorboard_dir``, every numeric value written is also a TensorBoard scalar (tag
+    = the key, step = the step; stored as float32, TensorBoard's ``simple_value``) in a new
+    event file of that directory (``tensorboardX``, no TensorFlow), flushed at each
+    :meth:`write`. Event files are never rewritten: a resume adds a file that starts with a
+    purge marker at ``resume_step + 1``, so TensorBoard hides the events the interrupted run
+    logged after the restored step, as the cleaned ``metrics.jsonl`` drops them.
     """
 
-    def __init__(self, path: str, *, resume_step: int = 0, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        resume_step: int = 0,
+        enabled: bool = True,
+        tensorboard_dir: str | None = None,
+    ) -> None:
         self.path = path
         self.enabled = enabled
-        if not enabled or not os.path.exists(path):
+        self._tensorboard: Any = None
+        if not enabled:
             return
+        summary_writer = None if tensorboard_dir is None else tensorboard_summary_writer()
+        if os.path.exists(path):
+            self._clean(resume_step)
+        if summary_writer is not None:
+            self._tensorboard = summary_writer(
+                tensorboard_dir,
+                purge_step=resume_step + 1,
+                # Unique in the directory (its name has the second and host otherwise: a
+                # resume within the same second would overwrite the earlier file) and in
+                # the order TensorBoard reads the files.
+                filename_suffix=f".{time.time_ns()}.{os.getpid()}",
+                flush_secs=10,
+            )
+
+    def _clean(self, resume_step: int) -> None:
         keep, dropped = [], False
-        with open(path) as f:
+        with open(self.path) as f:
             for line in f:
                 try:
                     record = json.loads(line)
@@ -66,9 +120,10 @@ class MetricsWriter:
                 else:
                     dropped = True
         if dropped:
-            write_atomic(path, "".join(keep))
+            write_atomic(self.path, "".join(keep))
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
+        """Appends one line ``{"step": step, **metrics}`` (non-finite floats as strings)."""
         if not self.enabled:
             return
         record: dict[str, Any] = {"step": int(step)}
@@ -77,6 +132,18 @@ class MetricsWriter:
             record[k] = v if not isinstance(v, float) or math.isfinite(v) else str(v)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            for k, v in metrics.items():
+                if not isinstance(v, str):
+                    self._tensorboard.add_scalar(k, float(v), int(step))
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the TensorBoard event file, if any (``metrics.jsonl`` is
+        closed after every line)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool) -> tqdm.tqdm:
