@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--num-examples", type=int, default=8)
     explain.add_argument("--split", default="test")
     explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument(
+        "--mode",
+        choices=("abs", "signed", "overlay"),
+        default="abs",
+        help="abs: Σ_c |a| on a sequential scale; signed: Σ_c a on a diverging scale centred "
+        "at 0; overlay: the abs map over the input (default: abs)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -185,6 +192,8 @@ def _explain(args: argparse.Namespace) -> int:
         num_examples=args.num_examples,
         split=args.split,
         seed=args.seed,
+        mode=args.mode,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
     print(f"wrote {args.out} ({timing})")

@@ -71,3 +71,47 @@ def test_explain_bad_input_is_one_line(workdir, tmp_path, capsys):
     assert "--out must be a .png file" in capsys.readouterr().err
     assert cli.main(["explain", "--workdir", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 2
     assert "holds no config.json" in capsys.readouterr().err
+
+
+def test_signed_heatmap_keeps_the_sign_and_scales_per_example():
+    a = np.zeros((2, 2, 2, 3))
+    a[0, 0, 0] = (1.0, 1.0, 0.0)  # Σ_c = 2
+    a[0, 1, 1] = (-4.0, 0.0, 0.0)  # Σ_c = -4: the peak magnitude
+    a[1, 0, 1] = (0.0, 0.0, 0.25)
+    h = explain_job.signed_heatmap(a)
+    assert h.shape == (2, 2, 2)
+    np.testing.assert_allclose(h[0], [[0.5, 0.0], [0.0, -1.0]])
+    np.testing.assert_allclose(h[1], [[0.0, 1.0], [0.0, 0.0]])
+    assert (explain_job.signed_heatmap(np.zeros((1, 2, 2, 1))) == 0).all()
+
+
+def test_cli_modes_are_the_jobs_modes():
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    mode = next(a for a in sub.choices["explain"]._actions if a.dest == "mode")
+    assert tuple(mode.choices) == explain_job.MODES
+
+
+def test_signed_and_overlay_modes_draw_what_they_say(workdir, tmp_path, capsys):
+    import matplotlib.image
+
+    pngs = {}
+    for mode in ("abs", "signed", "overlay"):
+        out = str(tmp_path / f"{mode}.png")
+        argv = ["explain", "--workdir", workdir, "--out", out, "--num-examples", "2"]
+        assert cli.main([*argv, "--methods", "gradient", "--mode", mode]) == 0
+        assert "explain: gradient done in" in capsys.readouterr().err  # a line per method
+        pngs[mode] = matplotlib.image.imread(out)[..., :3]
+    r, b = pngs["signed"][..., 0], pngs["signed"][..., 2]
+    # The gradient has both signs: the diverging scale shows red and blue pixels.
+    assert ((r - b) > 0.3).sum() > 20 and ((b - r) > 0.3).sum() > 20
+    assert not ((pngs["abs"][..., 2] - pngs["abs"][..., 0]) > 0.3).any()  # inferno has no blue
+
+    def grey(png):  # mid-grey pixels: the input, and where the overlay lets it show through
+        spread = png.max(axis=-1) - png.min(axis=-1)
+        return int(((spread < 0.02) & (png[..., 0] > 0.15) & (png[..., 0] < 0.85)).sum())
+
+    assert grey(pngs["overlay"]) > grey(pngs["abs"]) + 100
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage + one line, status 2
+        cli.main([*argv, "--mode", "loud"])
+    assert exit_info.value.code == 2 and "invalid choice: 'loud'" in capsys.readouterr().err

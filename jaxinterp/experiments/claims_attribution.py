@@ -307,9 +307,10 @@ def _applies(m: Model, method: str, x: np.ndarray) -> bool:
     ``conv4``; an MLP has none, and its row is then not measured)."""
     if method != "grad_cam":
         return True
-    if m.layer_fn is None:
+    layer_fn = m.layer_fn
+    if layer_fn is None:
         return False
-    _, shapes = jax.eval_shape(lambda: m.layer_fn(m.params, jnp.asarray(x[:1]), {}))
+    _, shapes = jax.eval_shape(lambda: layer_fn(m.params, jnp.asarray(x[:1]), {}))
     return bool(attribution.spatial_layers(shapes))
 
 
