@@ -128,3 +128,23 @@ def test_optimizer_and_schedule_errors():
         training.make_schedule("constant", learning_rate=0.0, num_steps=10)
     with pytest.raises(ValueError, match="num_devices=9"):
         training.make_data_mesh(9)
+
+
+def test_progress_prints_lines_off_a_terminal_at_most_every_interval(capsys):
+    # Under pytest stderr is captured: not a terminal, like a log file or CI.
+    bar = training.progress_bar(3, 0, enabled=True, desc="job", every=0.0, unit="batch")
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"job: batch {i}/3" for i in (1, 2, 3)]
+    assert "left)" in lines[0] and "left" not in lines[-1]
+    bar = training.progress_bar(5, 1, enabled=True, desc="job", every=1e9)
+    for _ in range(4):
+        bar.update(1)
+    assert capsys.readouterr().err.splitlines() == ["job: step 5/5 (0s)"]  # only the end
+    for enabled, desc in ((False, "job"), (True, None)):  # off, or no lines without desc
+        quiet = training.progress_bar(2, 0, enabled=enabled, desc=desc, every=0.0)
+        quiet.update(2)
+        quiet.close()
+    assert capsys.readouterr().err == ""

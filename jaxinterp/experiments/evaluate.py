@@ -117,7 +117,9 @@ def per_example(
     starts = range(0, len(x), batch_size)
     out: dict[str, dict[str, np.ndarray]] = {}
     skipped = []
-    bar = training.progress_bar(len(methods) * len(starts), 0, enabled=show_progress)
+    bar = training.progress_bar(
+        len(methods) * len(starts), 0, enabled=show_progress, desc="evaluate", unit="batch"
+    )
     for i, method in enumerate(methods):
         mkey = jax.random.fold_in(key, i)
         attr_fn = attribution_fn(apply_fn, method, layer_fn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,6 +66,10 @@ def _robust_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
     return jax.jit(fn)
 
 
+SLOW_SECONDS = 20.0
+"""A shared computation of the lab running longer than this is logged as it ends."""
+
+
 @dataclasses.dataclass
 class Lab:
     """The models, the evaluation data and settings of the study, and its shared draws."""
@@ -115,15 +120,21 @@ class Lab:
         self, m: Model, method: str, x: np.ndarray, target: np.ndarray, key: jax.Array, **kw: Any
     ) -> np.ndarray:
         """The registered explainer ``method`` (with ``kw`` overrides), batched; the key of
-        batch ``i`` is ``fold_in(key, i)`` whatever the method, so methods share draws."""
+        batch ``i`` is ``fold_in(key, i)`` whatever the method, so methods share draws. A call
+        that takes longer than ``SLOW_SECONDS`` is logged with its time as it ends."""
         fn = _explain_fn(m.apply_fn, m.layer_fn, method, tuple(sorted(kw.items())))
         index = np.arange(len(x))
-        return self.batched(
+        t0 = time.perf_counter()
+        out = self.batched(
             lambda xb, yb, ib: fn(m.params, xb, yb, jax.random.fold_in(key, int(ib[0]))),
             x,
             target,
             index,
         )
+        seconds = time.perf_counter() - t0
+        if seconds > SLOW_SECONDS:
+            self.log(f"    {method} of {len(x)} examples: {seconds:.0f}s")
+        return out
 
     def adversarial(self, m: Model, epsilon: float | None = None) -> dict[str, np.ndarray]:
         """L∞ PGD of the test examples (``settings.attack_steps``), cached per model and ε:

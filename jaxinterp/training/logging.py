@@ -146,12 +146,60 @@ class MetricsWriter:
             self._tensorboard = None
 
 
-def progress_bar(total: int, initial: int, *, enabled: bool) -> tqdm.tqdm:
-    """A tqdm bar on stderr, shown only when ``enabled`` and stderr is a terminal."""
+class _Lines:
+    """Progress as plain lines on stderr (a log file, CI): at most one per ``every`` seconds,
+    and one when done; the part of tqdm's interface the jobs use."""
+
+    def __init__(self, total: int, initial: int, desc: str, every: float, unit: str) -> None:
+        self.total, self.n, self.desc, self.every, self.unit = total, initial, desc, every, unit
+        self._start, self._initial = time.perf_counter(), initial
+        self._last = self._start
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self._last >= self.every or self.n >= self.total:
+            self._last = now
+            self._print(now)
+
+    def _print(self, now: float) -> None:
+        elapsed = now - self._start
+        done = self.n - self._initial
+        left = elapsed / done * (self.total - self.n) if done > 0 else float("nan")
+        eta = f", ~{left:.0f}s left" if self.n < self.total and math.isfinite(left) else ""
+        print(
+            f"{self.desc}: {self.unit} {self.n}/{self.total} ({elapsed:.0f}s{eta})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def set_postfix(self, **_: Any) -> None:
+        """Ignored: the line reports counts and times only."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def progress_bar(
+    total: int,
+    initial: int,
+    *,
+    enabled: bool,
+    desc: str | None = None,
+    every: float = 30.0,
+    unit: str = "step",
+) -> tqdm.tqdm | _Lines:
+    """Progress on stderr when ``enabled``: a tqdm bar on a terminal; elsewhere (a log file,
+    CI) plain lines ``"{desc}: {unit} n/total (elapsed, ~left)"`` at most every ``every``
+    seconds and at the end when ``desc`` is given, and nothing without it (the training job
+    prints its own log lines)."""
+    if enabled and desc is not None and not sys.stderr.isatty():
+        return _Lines(total, initial, desc, every, unit)
     return tqdm.tqdm(
         total=total,
         initial=initial,
         disable=not (enabled and sys.stderr.isatty()),
         dynamic_ncols=True,
-        unit="step",
+        unit=unit,
+        desc=desc,
     )
