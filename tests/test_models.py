@@ -249,7 +249,8 @@ def _adapter(kind: str):
     if kind == "nnx":
         module = TinyNNX(NUM_CLASSES, rngs=nnx.Rngs(_key()))
         module.eval()  # dropout off; its RNG state is split off from the params
-        return from_nnx(module)
+        model = from_nnx(module)
+        return model.apply_fn, model.init(_key(), jnp.zeros(DIGITS))
     return _plain_apply_fn, {"w": 0.01 * _normal(0, (64, NUM_CLASSES)), "b": jnp.zeros(NUM_CLASSES)}
 
 
@@ -267,9 +268,11 @@ def test_same_training_code_for_all_adapters(kind):
 def test_from_nnx_matches_module():
     module = TinyNNX(NUM_CLASSES, rngs=nnx.Rngs(_key()))
     module.eval()
-    apply_fn, params = from_nnx(module)
+    model = from_nnx(module)
+    params = model.init(_key(), jnp.zeros(DIGITS))  # the module's own nnx.Param state
     x = _normal(1, (2, 8, 8, 1))
-    np.testing.assert_allclose(apply_fn(params, x), module(x), rtol=1e-6)
+    np.testing.assert_allclose(model.apply_fn(params, x), module(x), rtol=1e-6)
+    assert model.name == "tinynnx" and model.features_fn(params, x) == {}
     assert all(jnp.issubdtype(p.dtype, jnp.floating) for p in jax.tree.leaves(params))
 
 

@@ -1,9 +1,10 @@
 """Classifiers for faithful and robust explanations.
 
 All models are exposed through the plain-function boundary ``apply_fn(params, x) -> logits``
-(see :mod:`jaxinterp.models.model`). The built-in Linen architectures use smooth activations
-by default (β-softplus) and never mix examples (no BatchNorm), so per-example input
-gradients and Hessians of a batch are exact.
+(see :mod:`jaxinterp.models.model`); :mod:`jaxinterp.models.adapters` wraps NNX, Equinox
+and Haiku models into the same :class:`Model`. The built-in Linen architectures use smooth
+activations by default (β-softplus) and never mix examples (no BatchNorm), so per-example
+input gradients and Hessians of a batch are exact.
 """
 
 from jaxinterp.models.activations import (
@@ -13,6 +14,7 @@ from jaxinterp.models.activations import (
     get_activation,
     softplus_beta,
 )
+from jaxinterp.models.adapters import from_equinox, from_haiku, from_nnx
 from jaxinterp.models.cnn import LeNet
 from jaxinterp.models.conv import loop_convolutions, loop_safe_conv
 from jaxinterp.models.mlp import MLP
@@ -25,7 +27,6 @@ from jaxinterp.models.model import (
     Model,
     Params,
     from_linen,
-    from_nnx,
     get_model,
 )
 from jaxinterp.models.resnet import BasicBlock, ResNet18
@@ -48,6 +49,8 @@ __all__ = [
     "ResNet18",
     "check_beta",
     "check_model_config",
+    "from_equinox",
+    "from_haiku",
     "from_linen",
     "from_nnx",
     "get_activation",

@@ -8,11 +8,12 @@ Everything downstream (regularisers, attributions, attacks, training) only sees
   and ``layer_fn(params, x, offsets) -> (logits, features)`` for gradients in them.
 
 ``params`` is any pytree of float arrays, so ``jax.grad``, ``jax.jvp`` and optax work on it
-directly. Three ways to get such a pair:
+directly. Ways to get such a pair:
 
 1. Linen: :func:`from_linen` (or :func:`get_model` for the built-in zoo) wraps a module into a
    :class:`Model`.
-2. NNX: :func:`from_nnx` splits a module into a graph definition and its ``nnx.Param`` state.
+2. NNX, Equinox, Haiku: :mod:`jaxinterp.models.adapters` (``from_nnx``, ``from_equinox``,
+   ``from_haiku``) wrap their modules into a :class:`Model` too.
 3. Plain JAX: any function of a params pytree already is an ``apply_fn``::
 
        def apply_fn(params, x):  # [B, H, W, C] -> [B, num_classes]
@@ -31,7 +32,6 @@ from typing import Any, cast
 
 import flax.linen as nn
 import jax
-from flax import nnx
 
 from jaxinterp.core import checks
 from jaxinterp.models.activations import check_model_config
@@ -179,36 +179,6 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
         name=name if name is not None else type(module).__name__.lower(),
         layer_fn=layer_fn,
     )
-
-
-def from_nnx(module: nnx.Module) -> tuple[ApplyFn, Params]:
-    """Splits an NNX module into a pure ``apply_fn`` and its trainable parameters.
-
-    The module is split into its graph definition, its ``nnx.Param`` variables (returned as
-    ``params``, an ``nnx.State`` pytree of float arrays usable with ``jax.grad`` and optax) and
-    all other state (RNG keys and counters, batch statistics, ...), which is frozen into
-    ``apply_fn`` as constants. Splitting off the non-``Param`` state matters: RNG keys and
-    integer counters are not differentiable, so ``jax.grad`` over the full state would fail.
-    Because that state is frozen, call ``module.eval()`` first if it has dropout.
-
-    Args:
-        module: An NNX module mapping ``[B, ...]`` inputs to ``[B, num_classes]`` logits.
-
-    Returns:
-        ``(apply_fn, params)`` with ``apply_fn(params, x) = nnx.merge(graphdef, params,
-        rest)(x)``. Later updates to ``module`` itself are not seen by ``apply_fn``.
-
-    Example:
-        >>> net = nnx.Linear(64, 10, rngs=nnx.Rngs(0))
-        >>> apply_fn, params = from_nnx(net)
-        >>> grads = jax.grad(lambda p: apply_fn(p, x).sum())(params)
-    """
-    graphdef, params, *rest = nnx.split(module, nnx.Param, ...)  # rest: the one non-Param state
-
-    def apply_fn(params: Params, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, params, *rest)(x)
-
-    return apply_fn, params
 
 
 _REGISTRY: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
