@@ -155,22 +155,28 @@ def from_linen(module: nn.Module, name: str | None = None) -> Model:
         _, state = module.apply({"params": params}, x, mutable=["intermediates"])
         return _flatten_intermediates(state.get("intermediates", {}))
 
+    def _tapped(params: Params, x: jax.Array) -> dict[str, Any]:
+        """The layers the module opens to offsets (traced only: no computation)."""
+        variables = {"params": params, "perturbations": {}}
+        _, state = jax.eval_shape(lambda: module.apply(variables, x, mutable=["perturbations"]))
+        return _flatten_intermediates(state.get("perturbations", {}))
+
     def layer_fn(
         params: Params, x: jax.Array, offsets: Mapping[str, jax.Array]
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if offsets:
+            tapped = _tapped(params, x)
+            unknown = sorted(set(offsets) - set(tapped))
+            if unknown:
+                raise ValueError(
+                    f"no tapped layer {', '.join(map(repr, unknown))} in "
+                    f"{type(module).__name__}; tapped: {', '.join(tapped) or 'none'} (expose a "
+                    "layer with jaxinterp.models.tap(self, name, h))"
+                )
         variables = {"params": params, "perturbations": _nest(offsets)}
         # Mutable, so that the taps not offset create their zero offset instead of failing.
         logits, state = module.apply(variables, x, mutable=["perturbations", "intermediates"])
-        features = _flatten_intermediates(state.get("intermediates", {}))
-        tapped = _flatten_intermediates(state.get("perturbations", {}))
-        unknown = sorted(set(offsets) - set(tapped))
-        if unknown:
-            raise ValueError(
-                f"no tapped layer {', '.join(map(repr, unknown))} in {type(module).__name__}; "
-                f"tapped: {', '.join(tapped) or 'none'} (expose a layer with "
-                "jaxinterp.models.tap(self, name, h))"
-            )
-        return logits, features
+        return logits, _flatten_intermediates(state.get("intermediates", {}))
 
     return Model(
         init=init,
