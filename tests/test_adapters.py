@@ -480,3 +480,23 @@ def test_missing_optional_framework(adapter, module, pip, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
     with pytest.raises(ImportError, match=re.escape(f"pip install '{pip}'")):
         adapter(object())
+
+
+@pytest.mark.parametrize("name", ["nnx-cnn", "haiku-cnn"])
+def test_grad_cam_runs_on_the_adapters_layer_fn(name):
+    model, params, to_ref, _ = _case(name)
+    (layer, where), _ = LAYERS[name]
+    x, w, y = _x(), to_ref(params), jnp.arange(X_SHAPE[0]) % NUM_CLASSES
+    explain = attribution.grad_cam(layer_fn=model.layer_fn, layer=layer)
+    cam = jax.jit(lambda p, x: explain(model.apply_fn, p, x, y))(params, x)
+    # By hand, from the twin: the layer's activation and the logit's gradient in it.
+    a = model.features_fn(params, x)[layer]
+    zero = jnp.zeros(a.shape)
+    g = jax.grad(
+        lambda o: jnp.take_along_axis(
+            _reference(_arch(name), w, x, **{where: o}), y[:, None], axis=1
+        ).sum()
+    )(zero)
+    want = jax.nn.relu(jnp.einsum("bhwk,bk->bhw", a, g.mean(axis=(1, 2))))
+    assert cam.shape == x.shape  # the layer is 8x8 like the input: no resize
+    _close(cam[..., 0], want)
