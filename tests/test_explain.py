@@ -1,7 +1,6 @@
-"""`jaxinterp explain` writes a readable PNG grid for a trained model, within a minute."""
+"""`jaxinterp explain` writes a readable PNG grid for a trained model."""
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -29,15 +28,13 @@ def workdir(tmp_path_factory, data_dir):
     return workdir
 
 
-def test_explain_writes_a_png_in_under_a_minute(workdir, tmp_path, capsys):
+def test_explain_writes_a_png_with_the_default_methods(workdir, tmp_path, capsys):
+    # How long it takes is measured by the benchmarks, not asserted here.
     import matplotlib.image
 
     out = str(tmp_path / "grid.png")
-    t0 = time.perf_counter()
     status = cli.main(["explain", "--workdir", workdir, "--out", out, "--num-examples", "4"])
-    seconds = time.perf_counter() - t0
     assert status == 0, capsys.readouterr().err
-    assert seconds < 60, f"explain took {seconds:.0f} s"
     image = matplotlib.image.imread(out)
     assert image.shape[0] > 200 and image.shape[1] > 600  # 4 rows, 6 columns and a colour bar
     assert image[..., :3].std() > 0.05  # not blank
