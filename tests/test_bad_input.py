@@ -126,7 +126,25 @@ INPUT_CALLS = {
     "regularizers.trades": lambda x, y: regularizers.trades(num_steps=1)(
         apply_fn, PARAMS, x, y, key=_key(8)
     ),
+    # The bundled models check their input before any layer sees it.
+    **{
+        f"models.{name}": functools.partial(lambda name, x, y: _bundled(name)(x), name)
+        for name in models.MODELS
+    },
 }
+
+
+@functools.cache
+def _bundled(name: str):
+    """``x -> logits`` of a small bundled model (params for 4×4×1 inputs)."""
+    kwargs = {
+        "mlp": {"hidden": (4,)},
+        "cnn": {"channels": (2, 2, 2, 2), "hidden": 4},
+        "resnet18": {"width": 2, "num_groups": 1},
+    }[name]
+    model = models.get_model(name, num_classes=K, **kwargs)
+    params = jax.jit(model.init)(_key(9), X)
+    return lambda x: model.apply_fn(params, x)
 
 
 def _arg(name: str) -> str:

@@ -105,7 +105,7 @@ class LeNet(nn.Module):
         Returns:
             Logits of shape ``[B, num_classes]``.
         """
-        x = checks.array(x, "x", ndims=(4,), cast=True)
+        x = checks.array(x, "x", ndims=(4,), image=True)
         act = get_activation(self.activation, beta=self.beta)
         h = x
         for i, ch in enumerate(self.channels, start=1):

@@ -57,11 +57,14 @@ class MLP(nn.Module):
         """Computes logits.
 
         Args:
-            x: Inputs of shape ``[B, ...]`` (typically ``[B, H, W, C]``), float32.
+            x: Inputs of shape ``[B, ...]`` (typically ``[B, H, W, C]``), floating point:
+                integer images (raw ``uint8``), channels-first batches and ``B = 0`` are
+                refused with a hint.
 
         Returns:
             Logits of shape ``[B, num_classes]``.
         """
+        x = checks.array(x, "x", min_ndim=2, image=True)
         act = get_activation(self.activation, beta=self.beta)
         h = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.hidden, start=1):

@@ -142,7 +142,7 @@ class ResNet18(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Logits ``[B, num_classes]`` of images ``x [B, H, W, C]`` (float32)."""
-        x = checks.array(x, "x", ndims=(4,), cast=True)
+        x = checks.array(x, "x", ndims=(4,), image=True)
         act = get_activation(self.activation, beta=self.beta)
         width, groups = int(self.width), int(self.num_groups)
         h = nn.Conv(
