@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks import _torch_attributions as ta
+from benchmarks import _torch_baselines as tb
 from benchmarks import _torch_checks as checks
 from benchmarks import _torch_iterative as ti
 from benchmarks import _torch_models as tm
@@ -118,10 +119,14 @@ def _penalty_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]
 def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
     x, y = s.batch["image"], s.batch["label"]
     base = ta.baseline_for(x)
-    base_t = tm.nchw(base).to(xt.device)
-    theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=base_t)
+    if cfg["kind"] in tb.ATTRIBUTION_KINDS:
+        theirs, ours = tb.captum_fn(cfg, tmodel, xt, yt), tb.jax_fn(cfg, s.model)
+    else:
+        base_t = tm.nchw(base).to(xt.device)
+        theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=base_t)
+        ours = ta.jax_fn(cfg, s.model.apply_fn)
     t = compile_and_time(
-        ta.jax_fn(cfg, s.model.apply_fn),
+        ours,
         s.params,
         x,
         y,
@@ -140,19 +145,26 @@ def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
 
 def _iterative_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
     model, opt = _fresh(tmodel)
+    y = s.batch["label"]
+    if name in tb.APGD_CASES:  # on the model's predictions (see _torch_baselines)
+        y = tb.predicted_labels(s.model.apply_fn, s.params, s.batch["image"])
+        yt = torch.from_numpy(y).long().to(xt.device)
+        ours = tb.jax_attack(name, s.model.apply_fn, args.apgd_steps)
+        theirs = tb.torch_attack(name, model, xt, yt, args.apgd_steps)
+    else:
+        ours = ti.jax_case(name, s.model.apply_fn, s.tx, args.cw_steps)
+        theirs = ti.torch_case(name, model, opt, xt, yt, args.cw_steps)
     t = compile_and_time(
-        ti.jax_case(name, s.model.apply_fn, s.tx, args.cw_steps),
+        ours,
         s.params,
         s.batch["image"],
-        s.batch["label"],
+        y,
         jax.random.PRNGKey(1),
         repeats=args.attr_repeats,
         warmup=args.attr_warmup,
     )
     return {
-        "torch_s": _time_torch(
-            ti.torch_case(name, model, opt, xt, yt, args.cw_steps), args, attribution=True
-        ),
+        "torch_s": _time_torch(theirs, args, attribution=True),
         "jax_s": t["median_s"],
         "jax_compile_s": t["compile_s"],
         "jax_temp_bytes": t["temp_bytes"],
@@ -177,11 +189,28 @@ def run_model(model_name: str, args: argparse.Namespace, emit=None) -> list[dict
         impls = tuple(jax_impls(name, args))
         check = checks.check_penalty(name, s, tmodel, xc, yc, CHECK_KEY, impls)
         rows.append({"case": name, "kind": "penalty", "check": check})
-    for case, cfg in ta.cases(args.ig_steps, args.sg_samples, args.ig_chunk):
+    attr_cases = ta.cases(args.ig_steps, args.sg_samples, args.ig_chunk)
+    attr_cases += tb.attribution_cases(model_name, args.occ_window, args.occ_stride, args.occ_chunk)
+    for name in set(args.attributions or ()) - {c for c, _ in attr_cases}:
+        _skip(args, model_name, name, "no such attribution case for this model")
+    for case, cfg in attr_cases:
         if args.attributions is None or case in args.attributions:
-            check = checks.check_attribution(case, cfg, s, tmodel, xc, yc)
+            check_fn = (
+                tb.check_attribution
+                if cfg["kind"] in tb.ATTRIBUTION_KINDS
+                else checks.check_attribution
+            )
+            check = check_fn(case, cfg, s, tmodel, xc, yc)
             rows.append({"case": case, "kind": cfg["kind"], "cfg": cfg, "check": check})
     for name in args.iterative:
+        if name in tb.APGD_CASES:
+            missing = tb.torchattacks_missing()
+            if missing:
+                _skip(args, model_name, name, f"torchattacks missing ({missing})")
+                continue
+            check = tb.check_apgd(name, s, tmodel, xc, args.apgd_steps)
+            rows.append({"case": name, "kind": "apgd", "check": check})
+            continue
         check = ti.check_case(name, s, tmodel, xc, yc)
         rows.append({"case": name, "kind": "iterative", "check": check})
     # Values are checked on the CPU twin; timing runs on --torch-device.
@@ -199,7 +228,7 @@ def run_model(model_name: str, args: argparse.Namespace, emit=None) -> list[dict
             r.update(_plain_row(s, tmodel, xt, yt, args))
         elif r["kind"] == "penalty":
             r.update(_penalty_timing(r["case"], s, tmodel, xt, yt, args))
-        elif r["kind"] == "iterative":
+        elif r["kind"] in ("iterative", "apgd"):
             r.update(_iterative_timing(r["case"], s, tmodel, xt, yt, args))
         else:
             r.update(_attribution_timing(r["cfg"], s, tmodel, xt, yt, args))
@@ -207,6 +236,12 @@ def run_model(model_name: str, args: argparse.Namespace, emit=None) -> list[dict
             judge(r, TARGETS, TARGET_SETTING)
             emit(r)
     return rows
+
+
+def _skip(args: argparse.Namespace, model_name: str, case: str, why: str) -> None:
+    """Prints why a requested case has no row; ``meta`` puts the reasons in the JSON."""
+    print(f"[{model_name}] {case}: skipped, {why}", flush=True)
+    args.skipped = [*getattr(args, "skipped", []), f"{model_name}/{case}: {why}"]
 
 
 def _logit_check(err: float) -> dict[str, Any]:
@@ -276,6 +311,10 @@ def meta(args: argparse.Namespace, targets: dict, setting: dict) -> dict[str, An
             "sg_samples",
             "check_batch",
             "cw_steps",
+            "apgd_steps",
+            "occ_window",
+            "occ_stride",
+            "occ_chunk",
         )
     }
     settings.update(
@@ -285,5 +324,8 @@ def meta(args: argparse.Namespace, targets: dict, setting: dict) -> dict[str, An
         torch_threads=torch.get_num_threads(),
         rtol_float32=checks.RTOL32,
         rtol_float64=checks.RTOL64,
+        apgd_robust_acc_tol=tb.ROBUST_ACC_TOL,
+        apgd_loss_tol=tb.LOSS_TOL,
+        skipped=getattr(args, "skipped", []),
     )
     return {"settings": settings, "targets": targets, "target_setting": setting}

@@ -124,7 +124,8 @@ def _cpu_model() -> str:
 def machine() -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, JAX backend and devices, versions.
 
-    ``torch`` (with its thread count) and ``captum`` are included when already imported.
+    ``torch`` (with its thread count), ``captum`` and ``torchattacks`` are included when
+    already imported.
     """
     dev = jax.devices()[0]
     info: dict[str, Any] = {
@@ -142,8 +143,9 @@ def machine() -> dict[str, Any]:
         torch = sys.modules["torch"]
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-    if "captum" in sys.modules:
-        info["captum"] = _version("captum")
+    for dist in ("captum", "torchattacks"):
+        if dist in sys.modules:
+            info[dist] = _version(dist)
     if os.environ.get("XLA_FLAGS"):
         info["xla_flags"] = os.environ["XLA_FLAGS"]
     return info

@@ -52,13 +52,16 @@ class TorchLeNet(nn.Module):
         self.fc1 = nn.Linear(h4 * w4 * chans[-1], 256)
         self.fc2 = nn.Linear(256, num_classes)
         self.act = nn.Softplus(beta=beta)
+        # Identity modules at jaxinterp's taps (after each conv's softplus, before the pool), so
+        # that layer methods (Captum's LayerGradCam) can hook the layer jaxinterp names "convI".
+        self.taps = nn.ModuleDict({f"conv{i}": nn.Identity() for i in range(1, 5)})
 
     def forward(self, x: torch.Tensor, features: bool = False) -> Any:
         """Logits ``[B, K]`` of NCHW ``x``; with ``features`` also ``{name: activation}``."""
         feats = {}
         h = x
         for i, conv in enumerate(self.convs, start=1):
-            h = self.act(conv(h))
+            h = self.taps[f"conv{i}"](self.act(conv(h)))
             feats[f"conv{i}"] = h
             if i % 2 == 0:
                 h = F.max_pool2d(h, 2, ceil_mode=True)

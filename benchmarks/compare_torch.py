@@ -1,25 +1,32 @@
-"""jaxinterp against PyTorch eager, torch.func and Captum: same model, weights, batch, method.
+"""jaxinterp against PyTorch eager, torch.func, Captum, torchattacks: same model, weights, method.
 
 ``python -m benchmarks.compare_torch [--models cnn] [--batch-size 128] [--input-shape 32,32,3]
 [--penalties ...] [--attributions ...] [--ig-steps 32] [--sg-samples 25] [--ig-chunk 8]
+[--occ-window 4] [--occ-stride 2] [--occ-chunk 64] [--iterative ...] [--apgd-steps 10]
 [--check-batch 16] [--check-only] [--jax-impls both|default] [--torch-device cpu|cuda]
 [--threads N] [--repeats 10] [--warmup 3] [--attr-repeats 5] [--attr-warmup 1] [--quick]
 [--json FILE]``
 
-Needs the optional extra ``pip install ".[bench]"`` (torch, captum); without it, prints how to
-install it and exits 0. The PyTorch models hold the JAX params' weights (layouts converted).
+Needs the optional extra ``pip install ".[bench]"`` (torch, captum, torchattacks); without
+torch or captum, prints how to install it and exits 0; without torchattacks, the APGD rows
+are skipped with a printed reason. The PyTorch models hold the JAX params' weights (layouts
+converted).
 
 Before anything is timed, the values are checked (``benchmarks/_torch_checks.py``): logits,
 each penalty's value and params-gradient (both jaxinterp impls against both PyTorch
-variants, with the random draws jaxinterp makes), and each attribution against Captum's.
-A disagreement raises. The checks run on the first ``--check-batch`` examples.
+variants, with the random draws jaxinterp makes), each attribution (Grad-CAM and occlusion
+too) against Captum's, and APGD-CE/-T against torchattacks' (not draw for draw: ε-ball, box,
+robust accuracy and the loss reached; ``benchmarks/_torch_baselines.py``). A disagreement
+raises. The checks run on the first ``--check-batch`` examples.
 
 Timed per case: a full train step (cross-entropy + penalty, backward, Adam) in PyTorch
 eager (``autograd.grad(create_graph=True)``, the reference implementations' way), in
 ``torch.func`` and in jaxinterp (jitted, the penalty's default impl; the other impl is in
-the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking; iterative
-cases (PGD-10 and PGD-40 L∞, CW-L2, RelEx, the PGD-AT and TRADES train steps): the
-straightforward PyTorch eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp. The
+the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking (also
+Grad-CAM of conv4 and occlusion at equal window, stride and chunk); iterative cases (PGD-10
+and PGD-40 L∞, CW-L2, RelEx, the PGD-AT and TRADES train steps): the straightforward PyTorch
+eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp; APGD-CE and APGD-T (ε = 8/255,
+``--apgd-steps``, 1 restart) against torchattacks, on the model's own predictions. The
 ratio is torch time / jaxinterp time (> 1: jaxinterp is faster). Targets, at batch 128 on
 the CNN with 32×32×3 inputs: the plain and every penalty step at least as fast as PyTorch
 eager, IG at least as fast as Captum, the iterative cases ≥ 1.5× PyTorch eager. Each row
@@ -35,7 +42,16 @@ from benchmarks._setup import add_common_args, parse_shape, resolve
 from benchmarks._timing import RowPrinter
 from benchmarks.regularizers import PENALTIES
 
-ITERATIVE = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
+ITERATIVE = (
+    "pgd10",
+    "pgd40",
+    "cw_l2",
+    "relex",
+    "pgd_at_step",
+    "trades_step",
+    "apgd_ce",
+    "apgd_t",
+)
 INSTALL_HINT = 'compare_torch needs the optional extra: pip install ".[bench]" (torch, captum)'
 
 
@@ -64,10 +80,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ig-steps", type=int, default=None, help="IG steps (default 32, quick 4)")
     p.add_argument("--ig-chunk", type=int, default=None, help="chunked IG case (default 8)")
     p.add_argument("--sg-samples", type=int, default=None, help="SmoothGrad samples (25)")
+    p.add_argument("--occ-window", type=int, default=4, help="occlusion window side (4)")
+    p.add_argument("--occ-stride", type=int, default=2, help="occlusion stride (2)")
+    p.add_argument(
+        "--occ-chunk", type=int, default=None, help="occlusion windows per eval (64, quick 4)"
+    )
     p.add_argument("--attr-repeats", type=int, default=None, help="attribution repeats (5)")
     p.add_argument("--attr-warmup", type=int, default=None, help="attribution warm-up (1)")
     p.add_argument("--iterative", default=None, help="iterative cases; default: all; '' none")
     p.add_argument("--cw-steps", type=int, default=None, help="CW steps per round (default 100)")
+    p.add_argument("--apgd-steps", type=int, default=None, help="APGD steps (default 10, quick 2)")
     p.add_argument("--check-batch", type=int, default=16, help="examples in the value checks")
     p.add_argument("--check-only", action="store_true", help="value checks only, no timing")
     p.add_argument(
@@ -102,7 +124,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if set(args.iterative) - set(ITERATIVE):
         p.error(f"--iterative must be from {', '.join(ITERATIVE)}")
     args.cw_steps = resolve(args.cw_steps, 100, 2, q)
+    args.apgd_steps = resolve(args.apgd_steps, 10, 2, q)
+    args.occ_chunk = resolve(args.occ_chunk, 64, 4, q)
+    if args.attributions is None or "occlusion" in args.attributions:
+        w, st = args.occ_window, args.occ_stride
+        if not all(_occlusion_fits(n, w, st) for n in args.input_shape[:2]):
+            p.error(
+                f"occlusion: --occ-window {w} and --occ-stride {st} must give H − w and W − w "
+                f"multiples of the stride for inputs {args.input_shape[0]}×{args.input_shape[1]} "
+                "(else jaxinterp's and Captum's windows differ)"
+            )
     return args
+
+
+def _occlusion_fits(size: int, window: int, stride: int) -> bool:
+    """Whether jaxinterp's and Captum's occlusion windows coincide along a side of ``size``."""
+    return 1 <= window <= size and stride >= 1 and (size - window) % stride == 0
 
 
 def _names(text: str) -> list[str]:

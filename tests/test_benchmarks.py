@@ -1,5 +1,6 @@
 """Benchmarks run in quick mode: a smoke test of the code (tiny shapes, 1 repeat), not a timing."""
 
+import importlib.util
 import json
 
 import pytest
@@ -101,6 +102,21 @@ needs_torch = pytest.mark.skipif(
 )
 
 
+HAND_WRITTEN = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
+"""The iterative cases against a hand-written PyTorch loop (the others: torchattacks)."""
+
+
+def test_compare_torch_case_names():
+    args = compare_torch.parse_args([])
+    assert args.iterative == [*HAND_WRITTEN, "apgd_ce", "apgd_t"] and args.apgd_steps == 10
+    assert (args.occ_window, args.occ_stride, args.occ_chunk) == (4, 2, 64)
+    assert compare_torch.parse_args(["--quick"]).apgd_steps == 2
+    # 32 − 5 is not a multiple of 2: jaxinterp's last window would differ from Captum's.
+    with pytest.raises(SystemExit):
+        compare_torch.parse_args(["--occ-window", "5"])
+    compare_torch.parse_args(["--occ-window", "5", "--attributions", "gradient"])
+
+
 def test_compare_torch_without_torch_prints_install_hint(monkeypatch, capsys):
     monkeypatch.setattr(compare_torch, "torch_missing", lambda: "No module named 'torch'")
     assert compare_torch.main(["--quick"]) == []
@@ -120,11 +136,14 @@ def test_compare_torch_quick(tmp_path, capsys):
             "input_gradient_norm",
             "--attributions",
             "ig_riemann_trapezoid_4",
+            # The APGD cases have their own test below (they keep this one short).
+            "--iterative",
+            ",".join(HAND_WRITTEN),
             "--json",
             str(out),
         ]
     )
-    iterative = ["pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step"]
+    iterative = list(HAND_WRITTEN)
     assert [r["case"] for r in rows] == [
         "plain step",
         "input_gradient_norm",
@@ -142,6 +161,59 @@ def test_compare_torch_quick(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["machine"]["torch"] and saved["machine"]["captum"]
     assert saved["targets"] == {"penalty": 1.0, "ig": 1.0, "iterative": 1.5}
+
+
+@needs_torch
+def test_compare_torch_grad_cam_and_occlusion_quick(capsys):
+    # Captum's LayerGradCam on the twin's conv4 tap and Occlusion at the same windows.
+    rows = compare_torch.main(
+        ["--quick", "--attributions", "grad_cam,occlusion", "--iterative", "", "--penalties", ""]
+    )
+    assert [r["case"] for r in rows] == ["plain step", "grad_cam", "occlusion"]
+    assert rows[1]["check"]["status"] == "ok (map and bilinear upsampling)"
+    assert set(rows[1]["check"]["errors"]) == {"map", "upsampled"}
+    assert rows[2]["cfg"] == {"kind": "occlusion", "window": 4, "stride": 2, "chunk": 4}
+    assert all(r["check"]["max_rel_err"] < 1e-4 for r in rows)
+    assert all(r["jax_s"] > 0 and r["torch_s"] > 0 and "target" not in r for r in rows[1:])
+    assert "| cnn | 4 | occlusion |" in capsys.readouterr().out
+
+
+needs_torchattacks = pytest.mark.skipif(
+    importlib.util.find_spec("torchattacks") is None, reason="torchattacks not installed"
+)
+
+
+@needs_torch
+@needs_torchattacks
+def test_compare_torch_apgd_quick(tmp_path):
+    out = tmp_path / "apgd.json"
+    argv = ["--quick", "--models", "mlp", "--attributions", "", "--penalties", ""]
+    rows = compare_torch.main([*argv, "--iterative", "apgd_ce", "--json", str(out)])
+    assert [r["case"] for r in rows] == ["plain step", "apgd_ce"]
+    check = rows[1]["check"]
+    assert check["status"].startswith("ok (not draw for draw: ε-ball, [0,1]; robust acc")
+    assert check["errors"]["jaxinterp_linf"] <= 8 / 255 + 1e-6
+    assert rows[1]["kind"] == "apgd" and rows[1]["jax_s"] > 0 and rows[1]["torch_s"] > 0
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["torchattacks"] and saved["settings"]["apgd_steps"] == 2
+
+
+@needs_torch
+def test_compare_torch_skips_with_a_reason(monkeypatch, capsys, tmp_path):
+    # APGD rows without torchattacks, and Grad-CAM on the MLP (no spatial layer): a printed
+    # reason each, in the JSON too, and no error.
+    from benchmarks import _torch_baselines
+
+    monkeypatch.setattr(_torch_baselines, "torchattacks_missing", lambda: "No module named x")
+    out = tmp_path / "skip.json"
+    argv = ["--quick", "--check-only", "--models", "mlp", "--attributions", "grad_cam"]
+    argv += ["--penalties", "", "--iterative", "apgd_ce,apgd_t", "--json", str(out)]
+    rows = compare_torch.main(argv)
+    assert [r["case"] for r in rows] == ["plain step"]
+    text = capsys.readouterr().out
+    assert "[mlp] apgd_ce: skipped, torchattacks missing (No module named x)" in text
+    assert "[mlp] grad_cam: skipped, no such attribution case for this model" in text
+    assert len(json.loads(out.read_text())["settings"]["skipped"]) == 3
 
 
 @needs_torch
