@@ -337,3 +337,67 @@ def test_benchmark_suite_quick(tmp_path):
     md = (tmp_path / "suite.md").read_text()
     assert "## attribution" in md and "## loops" in md and "| pgd2 |" in md
     assert json.loads((tmp_path / "suite.json").read_text())["parts"]["loops"]["seconds"] > 0
+
+
+def test_faults_quick_configs(tmp_path, data_dir, capsys):
+    from benchmarks import faults
+
+    out = tmp_path / "faults.json"
+    argv = ["--quick", "--groups", "configs", "--data-dir", data_dir, "--json", str(out)]
+    rows = faults.main(argv)
+    assert len(rows) >= 10 and {r["group"] for r in rows} == {"configs"}
+    saved = json.loads(out.read_text())
+    summary = saved["summary"]["configs"]
+    assert summary["count"] == len(rows) == sum(summary["outcomes"].values())
+    assert summary["failed"] == 0 and saved["failures"] == [], saved["failures"]
+    assert summary["outcomes"]["exit 2 one line"] >= 10
+    text = capsys.readouterr().out
+    assert f"* configs: {len(rows)} -> " in text and "## Failures (0)" in text
+    assert "| configs | batch_size=99999999 | exit 2 one line | ok |" in text
+
+
+def test_faults_classifiers_count_failures(tmp_path):
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from benchmarks import faults
+    from tests import test_fuzz
+
+    run = faults.Run
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
+    assert faults.cli_outcome(run(None, raised="SyntaxError: invalid syntax")) == "traceback"
+    assert faults.cli_outcome(run(1, err=tb)) == "traceback"
+    assert faults.cli_outcome(run(0, err="step 2/2 loss 1.0 acc 0.5 (1.0 steps/s)\n")) == "exit 0"
+    err = "W1201 12:00:00.000000 1 x.cc:1] a log line\njaxinterp: error: bad value\n"
+    assert faults.cli_outcome(run(2, err=err)) == "exit 2 one line"
+    assert faults.cli_outcome(run(2, err=tb + err)) == "exit 2 one line, after logged tracebacks"
+    assert faults.cli_outcome(run(None, timed_out=True)) == "timeout"
+    # A function that answers for a broken argument (a complex map) is a silent wrong answer.
+    gini = test_fuzz.METRIC_SPECS["gini"]
+    broken = dataclasses.replace(test_fuzz.VALID, dtype="complex64")
+    assert faults.fuzz_outcome(gini, broken)[0] == "error naming the argument"
+    answers = dataclasses.replace(gini, call=lambda x, y, a: jnp.zeros(len(x)))
+    assert faults.fuzz_outcome(answers, broken)[0] == "silent wrong answer"
+    assert faults.fuzz_outcome(gini, test_fuzz.VALID)[0] == "finite result of the right shape"
+    # exit 0 without a word on a workdir whose state is not the reference one: silent.
+    outcome, _ = faults.corruption_outcome(run(0), "explain", str(tmp_path), None, set())
+    assert outcome == "silent"
+    # Two trainers that both trained: a failure.
+    both = [run(0, err="step 10/150 loss 1.0 acc 0.5 (9.0 steps/s)\n")] * 2
+    assert faults.pair_outcome(both, str(tmp_path), set())[0] == "both trained"
+    e2 = ("exit 2 one line",)
+    results = [
+        faults.result("configs", "a", "traceback", e2),
+        faults.result("configs", "b", "exit 2 one line", e2),
+        faults.result("library", "c", "silent wrong answer", faults.LIBRARY_PASS, family="metrics"),
+        faults.result("kills", "d", faults.UNCLASSIFIED, (faults.UNCLASSIFIED,)),
+    ]
+    summary = faults.summarize(results)
+    assert summary["configs"] == {
+        "count": 2, "outcomes": {"traceback (FAIL)": 1, "exit 2 one line": 1}, "failed": 1,
+    }  # fmt: skip
+    assert summary["library"]["families"]["metrics"] == {
+        "count": 1, "outcomes": {"silent wrong answer (FAIL)": 1},
+    }  # fmt: skip
+    assert summary["kills"]["failed"] == 1  # unclassified is never a pass
