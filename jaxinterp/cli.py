@@ -14,9 +14,11 @@ On a CPU backend the command runs with one XLA device per core and XLA:CPU's con
 kept out of YNNPACK (see :func:`jaxinterp.configure_cpu`); a flag already in ``XLA_FLAGS``
 is kept as the user set it.
 
-Bad input ends the command with exit status 2 and one line on stderr (set
+Bad input (a config that does not load or validate, a bad path, no permission, a full disk)
+ends the command with exit status 2 and one line on stderr naming the file or field (set
 ``JAXINTERP_DEBUG=1`` for the traceback); a loss that became NaN/Inf ends it with status 1
-(the checkpoints written before stay).
+(the checkpoints written before stay). An unexpected error ends it with its traceback and
+status 1.
 """
 
 from __future__ import annotations
@@ -160,9 +162,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from jaxinterp.experiments import config_io, train
+    from jaxinterp.experiments import config_io, defaults, train
 
     config = config_io.apply_overrides(config_io.load_config(args.config), overrides)
+    # Before anything is written to the workdir (train checks the other fields first too).
+    defaults.check_config(config)
+    config_io.check_output_dir("--workdir", args.workdir)
     result = train.train_and_evaluate(config, args.workdir)
     if "note" in result:  # nothing to do
         print(f"jaxinterp: {result['note']}", file=sys.stderr)
@@ -226,14 +231,15 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     config = config_io.load_config(args.config) if args.config else None
     claims = None
-    if args.claims:
+    if args.claims is not None:  # "" is an empty list, refused by reproduce()
         try:
             claims = [int(c) for c in _names(args.claims)]
         except ValueError:
             raise ValueError(
                 f"--claims must be comma-separated integers, got {args.claims!r}"
             ) from None
-    summary = reproduce(args.out, config=config, quick=args.quick, claims=claims)
+    source = f"--config {args.config}" if args.config else "the study config"
+    summary = reproduce(args.out, config=config, quick=args.quick, claims=claims, source=source)
     for c in summary["claims"]:
         print(f"claim {c['id']} ({c['title']}): {c['status']}")
     print(f"wrote {os.path.join(args.out, 'report.md')}")
@@ -302,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteError as e:
         print(f"jaxinterp: error: {e}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as e:
+    except (ValueError, TypeError, KeyError, ImportError, OSError, OverflowError) as e:
+        # Expected failures: bad input, paths, permissions, a full disk (OSError covers
+        # FileNotFoundError, PermissionError, NotADirectoryError, ENOSPC, ...).
         if os.environ.get("JAXINTERP_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -182,3 +182,165 @@ def test_configs_are_a_package_that_pip_install_ships():
     with open(os.path.join(root, "pyproject.toml"), "rb") as f:
         find = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]
     assert "jaxinterp.configs" in setuptools.find_packages(root, include=find["include"])
+
+
+def _only_line(capsys):
+    """The one line on stderr (asserted to be the only one)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+BAD_CONFIG_FILES = [
+    ("def get_config(:\n    pass\n", "SyntaxError: "),
+    ("def get_config():\n    return undefined_name\n", "NameError: name 'undefined_name'"),
+    ("X = 1 / 0\n", "ZeroDivisionError: division by zero"),
+    ("import no_such_module_jaxinterp\n", "ModuleNotFoundError: No module named"),
+]
+
+
+@pytest.mark.parametrize("text, error", BAD_CONFIG_FILES)
+def test_config_file_that_fails_to_load_is_one_line(tmp_path, capsys, text, error):
+    config, workdir = tmp_path / "bad.py", tmp_path / "w"
+    config.write_text(text)
+    assert cli.main(["train", "--config", str(config), "--workdir", str(workdir)]) == 2
+    line = _only_line(capsys)
+    assert line.startswith(f"jaxinterp: error: config {config} failed to load: {error}"), line
+    assert not workdir.exists()
+
+
+def test_config_file_error_keeps_its_traceback_under_debug(tmp_path, monkeypatch):
+    config = tmp_path / "bad.py"
+    config.write_text(BAD_CONFIG_FILES[0][0])
+    monkeypatch.setenv("JAXINTERP_DEBUG", "1")
+    with pytest.raises(ValueError, match="failed to load") as info:
+        cli.main(["train", "--config", str(config), "--workdir", str(tmp_path / "w")])
+    assert isinstance(info.value.__cause__, SyntaxError)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (f"--config.seed={2**63}", f"config.seed must be an integer >= 0 and <= {2**63 - 1}"),
+        (f"--config.seed={2**64}", f"config.seed must be an integer >= 0 and <= {2**63 - 1}"),
+        ("--config.seed=-1", "config.seed must be an integer >= 0"),
+        ("--config.keep_checkpoints=0", "config.keep_checkpoints must be an integer >= 1, got 0"),
+        ("--config.ce_weight=-1", "config.ce_weight must be a finite number >= 0, got -1.0"),
+        ("--config.ce_weight=0", "config.ce_weight is 0 and no penalty in config.penalties"),
+    ],
+)
+def test_bad_value_is_refused_before_the_workdir_is_written(
+    tmp_path, data_dir, capsys, override, message
+):
+    status, workdir = _train(tmp_path, data_dir, "--config.num_steps=2", override)
+    assert status == 2
+    line = _only_line(capsys)
+    assert line.startswith("jaxinterp: error: ") and message in line, line
+    assert not os.path.exists(workdir)
+
+
+def test_packaged_configs_pass_the_checks():
+    from jaxinterp import configs
+    from jaxinterp.experiments import config_io, defaults, study
+
+    for name in configs.names():
+        config = config_io.load_config(name)
+        if name.startswith("reproduce_"):
+            study.check_study(config, name)
+            study.check_study(study.quick(config), name)
+        else:
+            defaults.check_config(config)
+
+
+@pytest.mark.parametrize(
+    "workdir, message",
+    [
+        ("afile", "--workdir {D}/afile is not a directory (a file of that name exists)"),
+        ("afile/w", "--workdir {D}/afile/w is under {D}/afile, which is a file"),
+    ],
+)
+def test_workdir_that_is_or_is_under_a_file_is_one_line(tmp_path, capsys, workdir, message):
+    (tmp_path / "afile").write_text("x")
+    argv = ["train", "--config", CONFIG, "--workdir", str(tmp_path / workdir)]
+    assert cli.main(argv) == 2
+    line = _only_line(capsys)
+    assert message.format(D=tmp_path) in line, line
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses directory permissions")
+@pytest.mark.parametrize("workdir", ["ro", "ro/w"])
+def test_read_only_workdir_is_one_line(tmp_path, capsys, workdir):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    try:
+        argv = ["train", "--config", CONFIG, "--workdir", str(tmp_path / workdir)]
+        assert cli.main(argv) == 2
+        assert "is not writable" in _only_line(capsys)
+        assert os.listdir(tmp_path / "ro") == []
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_workdir_without_permission_is_one_line(tmp_path, capsys, monkeypatch):
+    # Simulated, so that it also runs as root (which bypasses a 0o555 directory).
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: not str(p).startswith(str(tmp_path)) and real(p, mode)
+    )
+    argv = ["train", "--config", CONFIG, "--workdir", str(tmp_path / "ro" / "w")]
+    assert cli.main(argv) == 2
+    line = _only_line(capsys)
+    assert f"--workdir {tmp_path}/ro/w is not writable (in {tmp_path})" in line, line
+    assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(config, workdir):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(workdir, "x"))
+
+    monkeypatch.setattr("jaxinterp.experiments.train.train_and_evaluate", full)
+    assert cli.main(["train", "--config", CONFIG, "--workdir", str(tmp_path / "w")]) == 2
+    assert "[Errno 28] No space left on device" in _only_line(capsys)
+
+
+EMPTY_SEEDS = (
+    "from jaxinterp.experiments.config_io import load_config\n\n\ndef get_config():\n"
+    "    c = load_config('reproduce_digits')\n    c.seeds = ()\n    return c\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--out", "{D}/afile"], "out {D}/afile is not a directory"),
+        (["--out", "{D}/afile/o"], "out {D}/afile/o is under {D}/afile, which is a file"),
+        (["--out", ""], "out must be a directory path, got ''"),
+        (["--claims", ""], "claims must be a non-empty sequence"),
+        (["--config", "digits_standard"], "--config digits_standard is not a study config"),
+        (["--config", "{D}/study.py"], "study.seeds must be a non-empty sequence"),
+        (["--config", "{D}/seed.py"], "study.seeds[0] must be an integer >= 0"),
+    ],
+)
+def test_bad_reproduce_input_is_refused_before_training(
+    tmp_path, capsys, monkeypatch, argv, message
+):
+    from jaxinterp.experiments import reproduce
+
+    def no_training(*args):
+        raise AssertionError("the study started training")
+
+    monkeypatch.setattr(reproduce, "_train", no_training)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "study.py").write_text(EMPTY_SEEDS)
+    (tmp_path / "seed.py").write_text(EMPTY_SEEDS.replace("seeds = ()", "seeds = (-1,)"))
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    argv = [a.format(D=tmp_path) for a in argv]
+    out = [] if "--out" in argv else ["--out", str(tmp_path / "o")]
+    assert cli.main(["reproduce", "--quick", *out, *argv]) == 2
+    line = _only_line(capsys)
+    assert line.startswith("jaxinterp: error: ") and message.format(D=tmp_path) in line, line
+    assert os.listdir(run) == [] and not (tmp_path / "o").exists()

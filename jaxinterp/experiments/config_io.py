@@ -1,4 +1,5 @@
-"""Loading configs (files or packaged names), applying ``--config.field=value`` overrides."""
+"""Loading configs (files or packaged names), applying ``--config.field=value`` overrides,
+checking the directories a command writes into."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ast
 import difflib
 import importlib.util
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +15,13 @@ import ml_collections
 
 from jaxinterp import configs
 
-__all__ = ["apply_overrides", "config_to_dict", "load_config", "split_override_args"]
+__all__ = [
+    "apply_overrides",
+    "check_output_dir",
+    "config_to_dict",
+    "load_config",
+    "split_override_args",
+]
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -22,19 +30,69 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     ``path`` is a Python file, or a packaged config's name (``digits_standard``, also
     ``digits_standard.py`` or ``configs/digits_standard.py`` when no such file exists); see
     :func:`jaxinterp.configs.resolve` and ``jaxinterp configs``.
+
+    Raises:
+      FileNotFoundError: ``path`` names no file and no packaged config.
+      ValueError: The file does not load: an error while it is imported or while its
+        ``get_config()`` runs (a ``SyntaxError``, ``NameError``, ``ImportError``, ...; the
+        message names the file and the error, the original is chained), or it defines no
+        ``get_config()``.
+      TypeError: ``get_config()`` returned something other than a ``ConfigDict``.
     """
     path = configs.resolve(path)
     spec = importlib.util.spec_from_file_location("jaxinterp_user_config", path)
     if spec is None or spec.loader is None:
         raise ValueError(f"config file {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
+    try:
+        spec.loader.exec_module(module)
+        get_config = getattr(module, "get_config", None)
+        config = get_config() if callable(get_config) else None
+    except Exception as e:  # noqa: BLE001 - any error of user code: one message, chained
+        text = str(e).strip()
+        what = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+        raise ValueError(f"config {path} failed to load: {what}") from e
+    if not callable(get_config):
         raise ValueError(f"config file {path} defines no get_config()")
-    config = module.get_config()
     if not isinstance(config, ml_collections.ConfigDict):
-        raise TypeError(f"get_config() in {path} must return an ml_collections.ConfigDict")
+        raise TypeError(
+            f"get_config() in {path} must return an ml_collections.ConfigDict, "
+            f"got {type(config).__name__}"
+        )
     return config
+
+
+def check_output_dir(name: str, path: str) -> str:
+    """``path`` if a command can create it, or write into it, as a directory.
+
+    Checked before anything is written, so that a bad path ends the command with one line
+    instead of failing part way.
+
+    Args:
+      name: The option, for the message (``--workdir``, ``--out``).
+      path: The directory (it may not exist yet).
+
+    Returns:
+      ``path``.
+
+    Raises:
+      ValueError: ``path`` is empty, an existing file, or under an existing file.
+      PermissionError: ``path``, or its nearest existing parent, is not writable.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"{name} must be a directory path, got {path!r}")
+    full = os.path.abspath(path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise ValueError(f"{name} {path} is not a directory (a file of that name exists)")
+    parent = full
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path} is under {parent}, which is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        where = "" if parent == full else f" (in {parent})"
+        raise PermissionError(f"{name} {path} is not writable{where}: permission denied")
+    return path
 
 
 def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:

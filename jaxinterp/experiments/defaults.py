@@ -2,14 +2,31 @@
 
 The packaged configs (:mod:`jaxinterp.configs`) start from :func:`base_config` and change
 what their experiment needs; ``--config.FIELD=VALUE`` on the command line can then set any
-of these fields.
+of these fields; :func:`check_config` refuses values outside their range before a run starts.
 """
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import ml_collections
 
-__all__ = ["EXPERIMENTS", "base_config", "experiment_config", "penalty_spec", "standard_config"]
+from jaxinterp.core import checks
+
+__all__ = [
+    "EXPERIMENTS",
+    "MAX_SEED",
+    "base_config",
+    "check_config",
+    "check_seed",
+    "experiment_config",
+    "penalty_spec",
+    "standard_config",
+]
+
+MAX_SEED = 2**63 - 1
+"""The largest seed: ``jax.random.PRNGKey`` takes a seed that fits an int64."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,6 +69,46 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
     return c
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` as a seed: an integer in ``[0, MAX_SEED]`` (the RNGs refuse others).
+
+    Raises:
+      ArgumentTypeError: ``value`` is not an integer.
+      ValueError: ``value`` is negative or above :data:`MAX_SEED`; the message names ``name``.
+    """
+    return checks.integer(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuses a training config whose ``seed``, ``keep_checkpoints`` or loss weights are bad.
+
+    Runs before anything is written to the workdir; each message names the config field. The
+    other fields are checked when the run starts (``jaxinterp.experiments.train``) and by the
+    factories that take them (penalty weights: :func:`jaxinterp.regularizers.combine`).
+
+    Raises:
+      ArgumentTypeError: A field of the wrong type.
+      ValueError: ``seed`` outside ``[0, MAX_SEED]``, ``keep_checkpoints < 1``,
+        ``ce_weight < 0``, or ``ce_weight = 0`` with no penalty of weight > 0 (nothing to
+        train on).
+    """
+    check_seed("config.seed", config.seed)
+    checks.integer("config.keep_checkpoints", config.keep_checkpoints, minimum=1)
+    ce_weight = checks.nonnegative("config.ce_weight", config.ce_weight)
+    weights = [
+        spec.get("weight")
+        for spec in config.penalties.values()
+        if isinstance(spec, ml_collections.ConfigDict)
+    ]
+    if ce_weight == 0 and not any(
+        isinstance(w, numbers.Real) and not isinstance(w, bool) and w != 0 for w in weights
+    ):
+        raise ValueError(
+            "config.ce_weight is 0 and no penalty in config.penalties has a weight > 0: the "
+            "loss would be 0 (nothing to train on)"
+        )
 
 
 def standard_config(dataset: str) -> ml_collections.ConfigDict:

@@ -19,9 +19,10 @@ import ml_collections
 import numpy as np
 
 from jaxinterp import data, training
+from jaxinterp.core import checks
 from jaxinterp.experiments import claims as claims_lib
+from jaxinterp.experiments import config_io, report, study
 from jaxinterp.experiments import lab as lab_lib
-from jaxinterp.experiments import report, study
 from jaxinterp.experiments.claims_attribution import CLAIMS
 from jaxinterp.experiments.metric_suite import Settings
 from jaxinterp.experiments.restore import load_trained
@@ -52,12 +53,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> lab_lib.Model:
     )
 
 
-def _check(s: ml_collections.ConfigDict, only: Sequence[int] | None) -> list[int]:
-    if not s.seeds:
-        raise ValueError("the study needs at least one seed")
-    if s.num_examples < 1 or s.eval_batch_size < 1:
-        raise ValueError("num_examples and eval_batch_size must be >= 1")
-    ids = list(CLAIMS) if not only else list(only)
+def _check(
+    out: str, s: ml_collections.ConfigDict, only: Sequence[int] | None, source: str
+) -> list[int]:
+    """The claim ids to measure, once ``out``, the study and ``only`` are checked."""
+    config_io.check_output_dir("out", out)
+    study.check_study(s, source)
+    if only is None:
+        return list(CLAIMS)
+    ids = list(checks.sequence("claims", only, of=lambda n, v: checks.integer(n, v, None)))
     unknown = [i for i in ids if i not in CLAIMS]
     if unknown:
         raise ValueError(f"unknown claim(s) {unknown}; known: {list(CLAIMS)}")
@@ -70,6 +74,7 @@ def reproduce(
     config: ml_collections.ConfigDict | None = None,
     quick: bool = False,
     claims: Sequence[int] | None = None,
+    source: str = "the study config",
 ) -> dict[str, Any]:
     """Trains the study's models, measures the claims and writes the report into ``out``.
 
@@ -77,14 +82,21 @@ def reproduce(
       out: Output directory.
       config: A :func:`~jaxinterp.experiments.study.study_config` (default: mnist5k).
       quick: Apply :func:`~jaxinterp.experiments.study.quick`.
-      claims: Claim ids to measure (default: all five).
+      claims: Claim ids to measure (``None``: all five; an empty sequence is refused).
+      source: Where ``config`` came from, for the messages (e.g. ``--config FILE``).
 
     Returns:
       What ``results.json`` holds.
+
+    Raises:
+      ValueError / TypeError / PermissionError: A bad ``out``, study or claim list
+        (:func:`~jaxinterp.experiments.study.check_study`,
+        :func:`~jaxinterp.experiments.config_io.check_output_dir`), before anything is
+        trained or written.
     """
     s = config if config is not None else study.study_config("mnist5k")
+    ids = _check(out, s, claims, source)
     s = study.quick(s) if quick else s
-    ids = _check(s, claims)
     t_start = time.perf_counter()
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     _log(f"training {len(study.MODELS)} models x {len(s.seeds)} seed(s) on {s.dataset}")

@@ -3,16 +3,20 @@
 The packaged ``reproduce_*`` configs (:mod:`jaxinterp.configs`) return :func:`study_config`
 for a dataset (default: the embedded real-MNIST subset ``mnist5k``, with ``mnist_canvas`` for
 localisation); ``--quick`` applies :func:`quick` (one seed, shorter training, fewer
-examples), sized to finish within 15 minutes on a 2-core CPU.
+examples), sized to finish within 15 minutes on a 2-core CPU. :func:`check_study` refuses a
+study that would fail part way (before any model is trained).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 
-from jaxinterp.experiments.defaults import experiment_config
+from jaxinterp.core import checks
+from jaxinterp.experiments.defaults import check_config, check_seed, experiment_config
 
-__all__ = ["MODELS", "model_config", "quick", "study_config"]
+__all__ = ["MODELS", "check_study", "model_config", "quick", "study_config"]
 
 # The models the claims of METHODS §5 compare (all softplus CNNs).
 MODELS = ("standard", "pgd_at", "trades", "hessian", "lga", "act_sens")
@@ -103,6 +107,46 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
     s.figure_models = ()  # () -> every model (first seed); the localisation model always
     s.data_dir = ""
     return s
+
+
+# Fields a study may leave out (read with .get()); every other field of study_config is needed.
+_OPTIONAL = ("batch_size", "robust_attack_steps")
+
+
+def check_study(study: Any, source: str = "the study config") -> None:
+    """Refuses a config that is not a study, or a study that would fail part way.
+
+    Checks that ``study`` has the fields of :func:`study_config`, at least one seed (each
+    an integer in ``[0, MAX_SEED]``), ``num_examples, eval_batch_size >= 1``, and that the
+    training config of every model it trains (:func:`model_config`) passes
+    :func:`~jaxinterp.experiments.defaults.check_config`. Nothing is trained or written.
+
+    Args:
+      study: The study config.
+      source: What it came from, for the message (e.g. ``--config digits_standard``).
+
+    Raises:
+      TypeError: ``study`` is not a ``ConfigDict``.
+      ValueError: Missing fields (e.g. a training config given as a study), no seeds, or a
+        value out of range; the message names the field.
+    """
+    if not isinstance(study, ml_collections.ConfigDict):
+        raise TypeError(f"{source} must be an ml_collections.ConfigDict, got {type(study)}")
+    missing = [k for k in study_config() if k not in study and k not in _OPTIONAL]
+    if missing:
+        more = ", ..." if len(missing) > 4 else ""
+        raise ValueError(
+            f"{source} is not a study config: it has no {', '.join(missing[:4])}{more} "
+            "(reproduce takes a reproduce_* config or a file returning study_config(...))"
+        )
+    seeds = checks.sequence("study.seeds", study.seeds, of=check_seed)
+    checks.integer("study.num_examples", study.num_examples)
+    checks.integer("study.eval_batch_size", study.eval_batch_size)
+    for seed in seeds:
+        for name in MODELS:
+            check_config(model_config(study, name, seed))
+        if study.localisation_dataset:
+            check_config(model_config(study, "standard", seed, localisation=True))
 
 
 def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
