@@ -3,6 +3,7 @@ the last good checkpoint, one writer per workdir, honest resume."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -286,3 +287,162 @@ def test_checkpoint_with_wrong_checksums_is_moved_aside(tmp_path):
     assert len(lines) == 1 and "do not match their saved checksums" in lines[0], lines
     assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt"]
     ckpt.close()
+
+
+def test_a_changed_value_under_the_old_checksums_is_detected(tmp_path):
+    # Values of the size of Adam's second moments: the change moves the sums by < 1e-8.
+    target = {"w": np.zeros((64, 16), np.float32)}
+    w = np.full((64, 16), 1e-9, np.float32)
+    ckpt = training.Checkpointer(str(tmp_path / "a"))
+    ckpt.save(1, {"w": w})
+    ckpt.save(2, {"w": w})
+    ckpt.close()
+    sums = (tmp_path / "a" / "2" / "jaxinterp_sums.json").read_text()
+    w[0, 0] = 5e-9
+    ckpt = training.Checkpointer(str(tmp_path / "b"))
+    ckpt.save(2, {"w": w})
+    ckpt.close()
+    shutil.rmtree(tmp_path / "a" / "2")
+    os.replace(tmp_path / "b" / "2", tmp_path / "a" / "2")
+    (tmp_path / "a" / "2" / "jaxinterp_sums.json").write_text(sums)
+    ckpt = training.Checkpointer(str(tmp_path / "a"))
+    with pytest.raises(ValueError, match=r"checkpoint 2: \['w'\] do not match"):
+        ckpt.restore(target, 2)
+    lines = []
+    step, state = ckpt.restore_latest_good(target, report=lines.append)
+    assert step == 1 and float(state["w"][0, 0]) == np.float32(1e-9) and len(lines) == 1
+    ckpt.close()
+
+
+def test_checksum_files_of_older_versions_are_still_compared(tmp_path):
+    target = {"w": np.zeros((64, 16), np.float32)}
+    w = np.full((64, 16), 1e-9, np.float32)
+    ckpt = training.Checkpointer(str(tmp_path))
+    ckpt.save(1, {"w": w})
+    path = tmp_path / "1" / "jaxinterp_sums.json"
+
+    def old_sums(v):  # the two float64 sums that older versions wrote
+        a = v.astype(np.float64).ravel()
+        return {"['w']": [float(a.sum()), float(a @ (np.arange(1, a.size + 1) / a.size))]}
+
+    path.write_text(json.dumps(old_sums(w)))
+    assert float(ckpt.restore(target, 1)["w"][0, 0]) == np.float32(1e-9)
+    changed = w.copy()
+    changed[0, 0] = 5e-9
+    path.write_text(json.dumps(old_sums(changed)))
+    with pytest.raises(ValueError, match="do not match their saved checksums"):
+        ckpt.restore(target, 1)
+    path.write_text("{\"['w']\": [0.0")
+    with pytest.raises(ValueError, match="checkpoint 1: jaxinterp_sums.json is unreadable"):
+        ckpt.restore(target, 1)
+    ckpt.close()
+
+
+RUN6 = ("--config.num_steps=6", "--config.checkpoint_every=2")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+    """A finished 6-step run with checkpoints 2, 4 and 6 (copy it before damaging it)."""
+    w = tmp_path_factory.mktemp("finished") / "run"
+    assert _train(w, data_dir, *RUN6) == 0
+    return w
+
+
+def _copy(finished, tmp_path):
+    w = tmp_path / "run"
+    shutil.copytree(finished, w)
+    return w
+
+
+def _remove_dir(name):
+    def corrupt(step_dir):
+        shutil.rmtree(os.path.join(step_dir, name))
+
+    return corrupt
+
+
+def _truncate_sums(step_dir):
+    with open(os.path.join(step_dir, "jaxinterp_sums.json"), "r+b") as f:
+        f.truncate(40)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    "corrupt",
+    [_truncate_data, _remove("_METADATA"), _empty, _remove_dir("default"), _truncate_sums],
+)
+def test_load_trained_falls_back_without_changing_the_workdir(finished, tmp_path, corrupt):
+    from jaxinterp.experiments import load_trained
+
+    w = _copy(finished, tmp_path)
+    corrupt(os.path.join(w, "checkpoints", "6"))
+    before, lines = _files(w), []
+    trained = load_trained(str(w), report=lines.append)
+    assert trained.step == 4
+    assert len(lines) == 1, lines
+    assert f"checkpoint 6 in {w / 'checkpoints'} does not read back (" in lines[0]
+    assert lines[0].endswith("left in place (a read-only job), using step 4")
+    if corrupt is _truncate_sums:
+        assert "jaxinterp_sums.json is unreadable" in lines[0]
+    assert _files(w) == before  # nothing moved aside or written
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_explain_falls_back_past_a_bad_checkpoint_and_refuses_when_none_reads(
+    finished, tmp_path, capsys
+):
+    w = _copy(finished, tmp_path)
+    data = os.path.join(w, "checkpoints", "6", "default", "ocdbt.process_0", "d")
+    largest = max((os.path.join(data, f) for f in os.listdir(data)), key=os.path.getsize)
+    with open(largest, "r+b") as f:
+        f.truncate(os.path.getsize(largest) // 2)
+    argv = ["explain", "--workdir", str(w), "--methods", "gradient", "--num-examples", "2"]
+    capsys.readouterr()
+    assert cli.main([*argv, "--out", str(tmp_path / "m.png")]) == 0
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxinterp:")]
+    assert len(err) == 1 and "checkpoint 6 in" in err[0] and "using step 4" in err[0], err
+    assert _steps(w) == [2, 4, 6]  # left in place
+    for step in ("2", "4"):
+        _truncate_data(os.path.join(w, "checkpoints", step))
+    assert cli.main([*argv, "--out", str(tmp_path / "n.png")]) == 2
+    line = _error_line(capsys)
+    assert f"no checkpoint in {w / 'checkpoints'} reads back (steps 6, 4, 2" in line, line
+
+
+@pytest.mark.parametrize("damage", [b'{"dataset": "dig', b"\x00garbage", b"\xff\xfe{}", b"[1]"])
+def test_a_corrupt_config_json_is_named(finished, tmp_path, data_dir, capsys, damage):
+    w = _copy(finished, tmp_path)
+    (w / "config.json").write_bytes(damage)
+    capsys.readouterr()
+    assert _train(w, data_dir, *RUN6) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"jaxinterp: error: {w / 'config.json'} is ") and "corrupt" in line
+    assert "use a new --workdir" in line, line
+    out = str(tmp_path / "m.png")
+    assert cli.main(["explain", "--workdir", str(w), "--methods", "gradient", "--out", out]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"jaxinterp: error: {w / 'config.json'} is ") and "corrupt" in line
+
+
+def test_rerunning_a_finished_run_changes_nothing(finished, tmp_path, data_dir, capsys):
+    w = _copy(finished, tmp_path)
+    before = _files(w)
+    capsys.readouterr()
+    assert _train(w, data_dir, *RUN6) == 0
+    assert f"workdir {w} already finished its 6 steps; nothing changed" in _error_line(capsys)
+    after = _files(w)
+    after.pop(".lock", None), before.pop(".lock", None)
+    assert after == before
+    steps = [json.loads(x)["step"] for x in open(w / "metrics.jsonl") if "eval/" in x]
+    assert steps == [6]
+
+
+def test_a_run_killed_during_its_final_eval_writes_it_on_rerun(finished, tmp_path, data_dir):
+    w = _copy(finished, tmp_path)
+    lines = (w / "metrics.jsonl").read_text().splitlines(keepends=True)
+    assert "eval/" in lines[-1]
+    (w / "metrics.jsonl").write_text("".join(lines[:-1]))
+    assert _train(w, data_dir, *RUN6) == 0
+    assert (w / "metrics.jsonl").read_text().splitlines(keepends=True)[:-1] == lines[:-1]
+    assert "eval/" in (w / "metrics.jsonl").read_text().splitlines()[-1]

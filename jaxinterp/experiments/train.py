@@ -19,6 +19,7 @@ from jaxinterp.core import checks
 from jaxinterp.data import batching
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.penalties import build_penalty
+from jaxinterp.experiments.restore import read_config_json
 from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
 from jaxinterp.training import parallel
 
@@ -65,8 +66,7 @@ def _check_resume(workdir: str, config: dict[str, Any]) -> dict[str, Any] | None
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        saved = json.load(f)
+    saved = read_config_json(path, hint="; restore it or use a new --workdir")
     changed = [
         k
         for k in sorted(set(saved) | set(config))
@@ -112,6 +112,27 @@ def _check_num_steps(
         file=sys.stderr,
     )
     return None
+
+
+def _has_final_eval(path: str, num_steps: int) -> bool:
+    """Whether ``metrics.jsonl`` at ``path`` holds the final eval line of a ``num_steps`` run
+    (a whole line of step ``num_steps`` with ``eval/`` metrics: the job's last write)."""
+    if not os.path.exists(path):
+        return False
+    with open(path, errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if (
+                line.endswith("\n")
+                and isinstance(record, dict)
+                and record.get("step") == num_steps
+                and any(str(k).startswith("eval/") for k in record)
+            ):
+                return True
+    return False
 
 
 def _local_batch(split: data.Split, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -167,8 +188,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     Returns:
       ``{"step": ..., "eval": {"accuracy", "loss"}, "train": {...last logged means}}``; when
-      the workdir already reached ``config.num_steps`` of a longer run, nothing is done and
-      the result is ``{"step": reached, "eval": {}, "train": {}, "note": message}``.
+      the workdir already reached ``config.num_steps`` of a longer run, or already finished
+      this run (its checkpoint of step ``config.num_steps`` reads back and ``metrics.jsonl``
+      holds its final eval), nothing is done and the result is ``{"step": reached, "eval":
+      {}, "train": {}, "note": message}``.
 
     Raises:
       ValueError / TypeError / FileNotFoundError on bad configuration or data;
@@ -241,10 +264,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
         )
         start = restored or 0
+        metrics_path = os.path.join(workdir, "metrics.jsonl")
+        if saved is not None and start >= config.num_steps:
+            # A run killed during its final eval has no final eval line: it is written below.
+            if _has_final_eval(metrics_path, config.num_steps):
+                ckpt.close()
+                note = f"workdir {workdir} already finished its {start} steps; nothing changed"
+                return {"step": start, "eval": {}, "train": {}, "note": note}
         if is_main:
             training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
         writer = training.MetricsWriter(
-            os.path.join(workdir, "metrics.jsonl"),
+            metrics_path,
             resume_step=start,
             enabled=is_main,
             tensorboard_dir=(

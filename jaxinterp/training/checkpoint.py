@@ -3,12 +3,15 @@
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
 run killed at any moment leaves only whole checkpoints behind; a restart restores the
 latest one with the shardings of the freshly built state. Each checkpoint also holds
-``jaxinterp_sums.json``, float64 checksums of every leaf, compared on restore: a checkpoint
-whose arrays read back different from what was saved counts as unreadable.
+``jaxinterp_sums.json``, per leaf a SHA-256 of its dtype, shape and raw bytes and two float64
+sums, compared on restore: a checkpoint whose arrays read back different from what was saved,
+by a single bit, counts as unreadable. (Files of older versions hold the sums only; they are
+compared within the rounding error of float64 summation.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -42,14 +45,48 @@ def all_finite(tree: Any) -> bool:
 SUMS_FILE = "jaxinterp_sums.json"
 
 
-def checksums(tree: Any) -> dict[str, list[float]]:
-    """Per leaf: the float64 sum of its values and of its values weighted by position."""
-    out = {}
-    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        a = np.asarray(jax.device_get(x), dtype=np.float64).ravel()
-        w = np.arange(1, a.size + 1, dtype=np.float64) / max(a.size, 1)
-        out[jax.tree_util.keystr(path)] = [float(a.sum()), float(a @ w)]
-    return out
+def _leaf_sums(x: Any) -> tuple[list[Any], float]:
+    """``[sum, position-weighted sum, "sha256:<hex>"]`` of one leaf, and ``n * sum(|x|)`` in
+    float64 (the scale of the sums' rounding error)."""
+    raw = np.ascontiguousarray(jax.device_get(x))
+    digest = hashlib.sha256(f"{raw.dtype.str}{raw.shape}".encode())
+    digest.update(raw.tobytes())
+    a = raw.astype(np.float64).ravel()
+    w = np.arange(1, a.size + 1, dtype=np.float64) / max(a.size, 1)
+    sums = [float(a.sum()), float(a @ w), f"sha256:{digest.hexdigest()}"]
+    return sums, float(np.abs(a).sum()) * max(a.size, 1)
+
+
+def checksums(tree: Any) -> dict[str, list[Any]]:
+    """Per leaf (by key path): ``[sum, weighted sum, "sha256:<hex>"]``.
+
+    The float64 sum of its values, the sum of its values weighted by position, and the
+    SHA-256 of its dtype, shape and raw bytes: the digest is the exact check, the sums (all
+    that files of older versions hold) are compared within float64 rounding error.
+    """
+    return {
+        jax.tree_util.keystr(path): _leaf_sums(x)[0]
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def _matches(saved: Any, got: list[Any], scale: float) -> bool:
+    """Whether a leaf's saved checksums agree with those of the leaf read back.
+
+    The digest (absent from files of older versions) must be equal; the two sums may differ
+    by at most ``n * 2**-50 * sum(|x|)`` (``scale`` is ``n * sum(|x|)``), four times the
+    bound on the rounding error of two float64 summations of the same values and far below
+    the change of any stored value.
+    """
+    if not isinstance(saved, list) or len(saved) not in (2, 3):
+        return False
+    if len(saved) == 3 and saved[2] != got[2]:
+        return False
+    try:
+        diff = np.abs(np.asarray(saved[:2], dtype=np.float64) - np.asarray(got[:2]))
+    except (TypeError, ValueError):
+        return False
+    return bool(np.all(diff <= scale * 2.0**-50))
 
 
 class Checkpointer:
@@ -95,13 +132,21 @@ class Checkpointer:
         state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         sums_path = os.path.join(self.directory, str(step), SUMS_FILE)
         if os.path.exists(sums_path):  # absent in checkpoints of older versions
-            with open(sums_path) as f:
-                saved = json.load(f)
-            got = checksums(state)
+            try:
+                with open(sums_path) as f:
+                    saved = json.load(f)
+            except (OSError, ValueError) as e:  # ValueError: JSON and UnicodeDecodeError
+                raise ValueError(f"checkpoint {step}: {SUMS_FILE} is unreadable ({e})") from e
+            if not isinstance(saved, dict):
+                raise ValueError(f"checkpoint {step}: {SUMS_FILE} holds no checksum table")
+            got = {
+                jax.tree_util.keystr(path): _leaf_sums(x)
+                for path, x in jax.tree_util.tree_flatten_with_path(state)[0]
+            }
             bad = [
                 k
                 for k in sorted(set(saved) | set(got))
-                if k not in saved or k not in got or not np.allclose(saved[k], got[k], rtol=1e-12)
+                if k not in saved or k not in got or not _matches(saved[k], *got[k])
             ]
             if bad:
                 raise ValueError(
@@ -110,14 +155,25 @@ class Checkpointer:
         return state
 
     def restore_latest_good(
-        self, target: Any, *, report: Callable[[str], None] | None = None
+        self,
+        target: Any,
+        *,
+        report: Callable[[str], None] | None = None,
+        move_aside: bool = True,
     ) -> tuple[int | None, Any]:
         """``(step, state)`` of the newest checkpoint that reads back; ``(None, target)`` if none.
 
         A checkpoint that fails to read (a truncated or missing file, an empty step
-        directory, arrays that do not match their saved checksums) is never guessed at: each
-        one newer than the good one is reported in one line to ``report`` and moved aside to
-        ``<step>.corrupt`` (never deleted), and the previous one is used.
+        directory, an unreadable checksum file, arrays that do not match their saved
+        checksums) is never guessed at: each one newer than the good one is reported in one
+        line to ``report`` and moved aside to ``<step>.corrupt`` (never deleted), and the
+        previous one is used.
+
+        Args:
+          target: the state pytree (or its ``jax.ShapeDtypeStruct`` s) to restore into.
+          report: called with one line per checkpoint passed over.
+          move_aside: ``False`` for jobs that only read the workdir (``explain``,
+            ``evaluate``): the bad checkpoints are reported and left in place.
 
         Raises:
           FileNotFoundError: there are checkpoints but none of them reads back (they are left
@@ -135,21 +191,22 @@ class Checkpointer:
                 self._manager = ocp.CheckpointManager(self.directory, options=self._options)
                 continue
             for b, why in bad:
-                moved = self._move_aside(b)
+                if move_aside:
+                    moved = self._move_aside(b)
+                    what = f"moved to {os.path.basename(moved)}, resuming from step {step}"
+                else:
+                    what = f"left in place (a read-only job), using step {step}"
                 if report is not None:
-                    report(
-                        f"checkpoint {b} in {self.directory} does not read back ({why}); "
-                        f"moved to {os.path.basename(moved)}, resuming from step {step}"
-                    )
-            if bad:
+                    report(f"checkpoint {b} in {self.directory} does not read back ({why}); {what}")
+            if bad and move_aside:
                 self._manager.close()
                 self._manager = ocp.CheckpointManager(self.directory, options=self._options)
             return step, state
         if bad:
             raise FileNotFoundError(
                 f"no checkpoint in {self.directory} reads back (steps "
-                f"{', '.join(str(b) for b, _ in bad)}; newest: {bad[0][1]}); "
-                f"move them aside or use a new --workdir"
+                f"{', '.join(str(b) for b, _ in bad)}; newest: {bad[0][1]})"
+                + ("; move them aside or use a new --workdir" if move_aside else "")
             )
         return None, target
 
