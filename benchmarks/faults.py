@@ -16,7 +16,9 @@ Groups (``--quick`` runs a few cases of each):
 * ``corruptions``: a finished run's workdir copied per case, its latest checkpoint (or
   ``config.json``, ``metrics.jsonl``) damaged, then ``train`` (resume) and ``explain`` run
   on it: ``fell back`` (one line, the bad checkpoint moved aside, the final params those of
-  the undamaged run), ``refused`` (exit 2, one line naming the workdir or file), ``intact,
+  the undamaged run), ``fell back, read-only`` (``explain``: one line naming the step it
+  used, the workdir left as it was; that step's params are not compared), ``refused``
+  (exit 2, one line naming the workdir or file), ``intact,
   used`` (what was damaged does not change the state read back; for ``explain``, the
   params), or ``silent`` / ``traceback`` and the other failures; then single-byte flips
   at seeded offsets of the data files, each read back as ``train`` reads it
@@ -1119,7 +1121,7 @@ CORRUPTIONS: dict[str, tuple[Damage, tuple[str, ...], bool]] = {
     "cut metrics.jsonl's last line mid-line": (_d_metrics("last"), ("train",), True),
     "cut metrics.jsonl mid-file": (_d_metrics("middle"), ("train",), False),
 }
-CORRUPTION_PASS = ("fell back", "refused", "intact, used", "detected")
+CORRUPTION_PASS = ("fell back", "fell back, read-only", "refused", "intact, used", "detected")
 EXPLAIN = ("explain", "--methods", "gradient", "--num-examples", "2")
 
 
@@ -1290,6 +1292,15 @@ def corruption_outcome(
     if fell_back:
         if len(fell_back) > 1 or others:
             return f"fell back, {len(lines)} lines{suffix}", " / ".join(lines[:3])
+        kept = re.search(r"left in place \(a read-only job\), using step (\d+)", fell_back[0])
+        if command != "train" and kept:
+            # A read-only job (explain) falls back without touching the workdir: what is
+            # checked is one line naming the step used, and the bad checkpoint still there.
+            # The params of that earlier step are not compared (the reference holds the
+            # final ones only).
+            if metrics:
+                return metrics
+            return f"fell back, read-only{suffix}", fell_back[0]
         moved = re.search(r"moved to (\S+?),", fell_back[0])
         if not moved or not os.path.isdir(os.path.join(w, "checkpoints", moved.group(1))):
             return f"fell back, not moved aside{suffix}", fell_back[0]
