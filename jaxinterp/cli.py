@@ -162,11 +162,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
-    from jaxinterp.experiments import config_io, defaults, train
+    from jaxinterp.experiments import config_io, train
 
     config = config_io.apply_overrides(config_io.load_config(args.config), overrides)
-    # Before anything is written to the workdir (train checks the other fields first too).
-    defaults.check_config(config)
+    # Before anything is written; train_and_evaluate validates the config first thing.
     config_io.check_output_dir("--workdir", args.workdir)
     result = train.train_and_evaluate(config, args.workdir)
     if "note" in result:  # nothing to do

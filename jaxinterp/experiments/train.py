@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 from jaxinterp import data, training
 from jaxinterp.core import checks
 from jaxinterp.data import batching
+from jaxinterp.experiments import defaults
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.restore import read_config_json
@@ -41,6 +42,7 @@ RESUMABLE_FIELDS = (
 
 
 def _check_config(c: ml_collections.ConfigDict) -> None:
+    defaults.check_config(c)  # seed, keep_checkpoints, the loss weights
     for name in ("batch_size", "eval_batch_size", "num_steps", "log_every", "checkpoint_every"):
         if not (isinstance(c[name], int) and c[name] > 0):
             raise ValueError(f"config.{name} must be a positive integer, got {c[name]!r}")
@@ -48,7 +50,7 @@ def _check_config(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.eval_every must be >= 0 (0: only at the end), got {c.eval_every}")
     # Non-finite hyperparameters would train to a non-finite state: refuse them up front.
     checks.positive("config.learning_rate", c.learning_rate)
-    for name in ("weight_decay", "momentum", "grad_clip_norm", "ce_weight", "beta"):
+    for name in ("weight_decay", "momentum", "grad_clip_norm", "beta"):
         if name in c:
             checks.real(f"config.{name}", c[name])
     for name, spec in c.penalties.items():
