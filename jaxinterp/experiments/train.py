@@ -116,11 +116,12 @@ def _check_num_steps(
     return None
 
 
-def _has_final_eval(path: str, num_steps: int) -> bool:
-    """Whether ``metrics.jsonl`` at ``path`` holds the final eval line of a ``num_steps`` run
-    (a whole line of step ``num_steps`` with ``eval/`` metrics: the job's last write)."""
+def _final_eval(path: str, num_steps: int) -> dict[str, float] | None:
+    """The final eval of a ``num_steps`` run from ``metrics.jsonl`` at ``path`` (a whole line
+    of step ``num_steps`` with ``eval/`` metrics: the job's last write), as ``{"accuracy":
+    ..., "loss": ...}``; ``None`` if there is none."""
     if not os.path.exists(path):
-        return False
+        return None
     with open(path, errors="replace") as f:
         for line in f:
             try:
@@ -133,8 +134,8 @@ def _has_final_eval(path: str, num_steps: int) -> bool:
                 and record.get("step") == num_steps
                 and any(str(k).startswith("eval/") for k in record)
             ):
-                return True
-    return False
+                return {k[5:]: v for k, v in record.items() if str(k).startswith("eval/")}
+    return None
 
 
 def _local_batch(split: data.Split, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       the workdir already reached ``config.num_steps`` of a longer run, or already finished
       this run (its checkpoint of step ``config.num_steps`` reads back and ``metrics.jsonl``
       holds its final eval), nothing is done and the result is ``{"step": reached, "eval":
-      {}, "train": {}, "note": message}``.
+      {} (a longer run) or the logged final eval (this run), "train": {}, "note": message}``.
 
     Raises:
       ValueError / TypeError / FileNotFoundError on bad configuration or data;
@@ -269,10 +270,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         if saved is not None and start >= config.num_steps:
             # A run killed during its final eval has no final eval line: it is written below.
-            if _has_final_eval(metrics_path, config.num_steps):
+            final_eval = _final_eval(metrics_path, config.num_steps)
+            if final_eval is not None:
                 ckpt.close()
                 note = f"workdir {workdir} already finished its {start} steps; nothing changed"
-                return {"step": start, "eval": {}, "train": {}, "note": note}
+                return {"step": start, "eval": final_eval, "train": {}, "note": note}
         if is_main:
             training.write_json_atomic(os.path.join(workdir, "config.json"), resolved)
         writer = training.MetricsWriter(
