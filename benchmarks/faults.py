@@ -503,24 +503,14 @@ TINY_RUN = (
 def _restore(workdir: str) -> Any:
     """The train state pytree of the latest checkpoint, read as
     ``jaxinterp.experiments.load_trained`` reads the params (checksums compared)."""
-    import jax
     import ml_collections
 
-    from jaxinterp import data, training
-    from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
+    from jaxinterp import training
+    from jaxinterp.experiments.restore import state_target
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    info = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
-    model = model_from_config(config, info.num_classes)
-    init_key, run_key = run_keys(config)
-    params = jax.eval_shape(model.init, init_key, np.asarray(info.images[:1]))
-    tx, _ = optimizer_from_config(config)
-    target = jax.eval_shape(lambda p: training.create_train_state(p, tx, key=run_key), params)
-    sharding = training.replicated_sharding(training.make_data_mesh(1))
-    target = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), target
-    )
+    _, target = state_target(config)
     ckpt = training.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
         return ckpt.restore(target)

@@ -16,7 +16,7 @@ import numpy as np
 from jaxinterp import data, models, training
 from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
 
-__all__ = ["Trained", "load_trained", "read_config_json"]
+__all__ = ["Trained", "load_trained", "read_config_json", "state_target"]
 
 
 def read_config_json(path: str, *, hint: str = "") -> dict[str, Any]:
@@ -57,6 +57,22 @@ class Trained:
     step: int
 
 
+def state_target(config: ml_collections.ConfigDict) -> tuple[models.Model, Any]:
+    """The model of a run's ``config`` and the shape of its train state (one device,
+    replicated), the target a checkpoint of that run is restored into."""
+    info = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
+    model = model_from_config(config, info.num_classes)
+    init_key, run_key = run_keys(config)
+    params = jax.eval_shape(model.init, init_key, np.asarray(info.images[:1]))
+    tx, _ = optimizer_from_config(config)
+    target = jax.eval_shape(lambda p: training.create_train_state(p, tx, key=run_key), params)
+    sharding = training.replicated_sharding(training.make_data_mesh(1))
+    target = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), target
+    )
+    return model, target
+
+
 def load_trained(
     workdir: str,
     *,
@@ -85,17 +101,7 @@ def load_trained(
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} holds no config.json; is it a jaxinterp workdir?")
     config = ml_collections.ConfigDict(read_config_json(path))
-    info = data.load_split(config.dataset, "test", data_dir=config.data_dir or None)
-    model = model_from_config(config, info.num_classes)
-    init_key, run_key = run_keys(config)
-    params = jax.eval_shape(model.init, init_key, np.asarray(info.images[:1]))
-    tx, schedule = optimizer_from_config(config)
-    target = jax.eval_shape(lambda p: training.create_train_state(p, tx, key=run_key), params)
-    mesh = training.make_data_mesh(1)
-    sharding = training.replicated_sharding(mesh)
-    target = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), target
-    )
+    model, target = state_target(config)
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):  # (the Checkpointer would create it)
         raise FileNotFoundError(f"no checkpoint in {directory}")
