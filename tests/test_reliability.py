@@ -177,23 +177,47 @@ def test_checkpointer_falls_back_past_an_unreadable_checkpoint(tmp_path, corrupt
     step, state = ckpt.restore_latest_good(target, report=lines.append)
     assert step == 2 and float(state["w"][0, 0]) == 2.0
     assert len(lines) == 1 and "checkpoint 3 in" in lines[0] and "moved to 3.corrupt" in lines[0]
-    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3.corrupt"]
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3.corrupt", "jaxinterp.json"]
     assert ckpt.latest_step() == 2
     ckpt.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_resume_falls_back_past_a_truncated_checkpoint(tmp_path, data_dir, capsys):
     w = tmp_path / "run"
     args = ("--config.num_steps=3", "--config.checkpoint_every=1")
-    assert _train(w, data_dir, *args, "--config.num_steps=2") == 0
-    _truncate_data(os.path.join(w, "checkpoints", "2"))
+    assert _train(w, data_dir, *args) == 0
+    _truncate_data(os.path.join(w, "checkpoints", "3"))
     capsys.readouterr()
     assert _train(w, data_dir, *args) == 0
     err = capsys.readouterr().err
+    # One line for the bad checkpoint: no traceback of the failed read's threads around it.
+    assert "Traceback" not in err and "never awaited" not in err, err
     warning = [x for x in err.splitlines() if "does not read back" in x]
-    assert len(warning) == 1 and "moved to 2.corrupt, resuming from step 1" in warning[0], err
-    assert "2.corrupt" in os.listdir(os.path.join(w, "checkpoints")) and _steps(w) == [1, 2, 3]
+    assert len(warning) == 1 and "moved to 3.corrupt, resuming from step 2" in warning[0], err
+    assert "3.corrupt" in os.listdir(os.path.join(w, "checkpoints")) and _steps(w) == [1, 2, 3]
+
+
+def test_the_noise_of_a_failed_read_is_dropped_and_nothing_else(monkeypatch):
+    from jaxinterp.training import checkpoint
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    checkpoint._quiet_failed_read()
+    checkpoint._quiet_failed_read()  # installed once
+    hook = sys.unraisablehook
+    assert hook is not seen.append
+
+    class U:
+        def __init__(self, exc):
+            self.exc_value = exc
+
+    hook(U(RuntimeError("Event loop is closed")))
+    assert seen == []
+    other = U(RuntimeError("something else"))
+    hook(other)
+    hook(U(ValueError("Event loop is closed")))
+    assert len(seen) == 2 and seen[0] is other
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -257,6 +281,23 @@ def test_resume_with_fewer_steps_than_reached_changes_nothing(tmp_path, data_dir
     assert after == before
 
 
+def test_other_num_steps_reads_the_latest_checkpoint_before_trusting_it(tmp_path, data_dir, capsys):
+    # Checkpoint 4 (the end of the run) does not read back: the run has reached step 2, not
+    # 4, so asking for 3 steps must not say "already reached step 4" and change nothing.
+    w = tmp_path / "run"
+    assert _train(w, data_dir, "--config.num_steps=4", "--config.checkpoint_every=2") == 0
+    _truncate_data(os.path.join(w, "checkpoints", "4"))
+    before = _files(w)
+    capsys.readouterr()
+    assert _train(w, data_dir, "--config.num_steps=3") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("checkpoint 4 in" in e and "left in place" in e for e in err), err
+    assert "holds an unfinished run of num_steps=4 (at step 2)" in err[-1], err
+    after = _files(w)
+    after.pop(".lock"), before.pop(".lock")
+    assert after == before
+
+
 def test_resume_of_an_unfinished_run_with_other_num_steps_is_refused(
     tmp_path, data_dir, capsys, monkeypatch
 ):
@@ -285,7 +326,7 @@ def test_checkpoint_with_wrong_checksums_is_moved_aside(tmp_path):
     step, state = ckpt.restore_latest_good(target, report=lines.append)
     assert step == 1 and float(state["w"][0, 0]) == 1.0
     assert len(lines) == 1 and "do not match their saved checksums" in lines[0], lines
-    assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt"]
+    assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt", "jaxinterp.json"]
     ckpt.close()
 
 
@@ -335,6 +376,47 @@ def test_checksum_files_of_older_versions_are_still_compared(tmp_path):
     path.write_text("{\"['w']\": [0.0")
     with pytest.raises(ValueError, match="checkpoint 1: jaxinterp_sums.json is unreadable"):
         ckpt.restore(target, 1)
+    ckpt.close()
+
+
+def test_a_deleted_checksum_file_is_not_read_unverified(tmp_path):
+    _saved_steps(tmp_path, [1, 2]).close()
+    os.remove(tmp_path / "2" / "jaxinterp_sums.json")
+    ckpt, lines = training.Checkpointer(str(tmp_path)), []
+    target = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3)}
+    step, _ = ckpt.restore_latest_good(target, report=lines.append)
+    assert step == 1 and len(lines) == 1 and "jaxinterp_sums.json is missing" in lines[0], lines
+    assert sorted(os.listdir(tmp_path)) == ["1", "2.corrupt", "jaxinterp.json"]
+    ckpt.close()
+
+
+def test_a_save_killed_before_its_checksums_moved_in_still_verifies(tmp_path):
+    # The checksums are written first: orbax's commit without the move leaves them pending.
+    _saved_steps(tmp_path, [1, 2]).close()
+    os.replace(tmp_path / "2" / "jaxinterp_sums.json", tmp_path / ".pending-2.json")
+    ckpt = training.Checkpointer(str(tmp_path))
+    target = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3)}
+    assert float(ckpt.restore(target, 2)["w"][0, 0]) == 2.0
+    (tmp_path / ".pending-7.json").write_text("{}")  # a save killed before orbax committed
+    ckpt.save(3, {"w": np.full((4, 3), 3.0, np.float32), "b": np.zeros(3)})
+    assert not [x for x in os.listdir(tmp_path) if x.startswith(".pending")]
+    assert (tmp_path / "2" / "jaxinterp_sums.json").exists()
+    ckpt.close()
+
+
+def test_checkpoints_of_versions_without_checksums_are_read(tmp_path):
+    _saved_steps(tmp_path, [1, 2]).close()
+    for step in ("1", "2"):
+        os.remove(tmp_path / step / "jaxinterp_sums.json")
+    os.remove(tmp_path / "jaxinterp.json")
+    ckpt = training.Checkpointer(str(tmp_path))
+    target = {"w": np.zeros((4, 3), np.float32), "b": np.zeros(3)}
+    assert float(ckpt.restore(target)["w"][0, 0]) == 2.0
+    ckpt.save(3, {"w": np.full((4, 3), 3.0, np.float32), "b": np.zeros(3)})
+    assert float(ckpt.restore(target, 1)["w"][0, 0]) == 1.0  # older than the marker's step 3
+    os.remove(tmp_path / "3" / "jaxinterp_sums.json")
+    with pytest.raises(ValueError, match="checkpoint 3: jaxinterp_sums.json is missing"):
+        ckpt.restore(target, 3)
     ckpt.close()
 
 

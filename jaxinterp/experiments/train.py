@@ -257,15 +257,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpt = training.Checkpointer(
             os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
-        done_note = _check_num_steps(workdir, config, saved, ckpt.latest_step() or 0)
-        if done_note is not None:  # nothing to do: the workdir is left exactly as it is
-            step = ckpt.latest_step() or 0
-            ckpt.close()
-            return {"step": step, "eval": {}, "train": {}, "note": done_note}
         state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-        restored, state = ckpt.restore_latest_good(
-            state, report=lambda line: print(f"jaxinterp: warning: {line}", file=sys.stderr)
-        )
+
+        def warn(line: str) -> None:
+            print(f"jaxinterp: warning: {line}", file=sys.stderr)
+
+        latest = ckpt.latest_step() or 0
+        if saved is not None and latest and saved.get("num_steps") != config.num_steps:
+            # What the run reached decides whether a new num_steps is allowed: the newest
+            # checkpoint that reads back, found without moving anything (nothing may change).
+            latest = ckpt.restore_latest_good(state, report=warn, move_aside=False)[0] or 0
+        done_note = _check_num_steps(workdir, config, saved, latest)
+        if done_note is not None:  # nothing to do: the workdir is left exactly as it is
+            ckpt.close()
+            return {"step": latest, "eval": {}, "train": {}, "note": done_note}
+        restored, state = ckpt.restore_latest_good(state, report=warn)
         start = restored or 0
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         if saved is not None and start >= config.num_steps:

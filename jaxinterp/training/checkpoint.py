@@ -7,6 +7,13 @@ latest one with the shardings of the freshly built state. Each checkpoint also h
 sums, compared on restore: a checkpoint whose arrays read back different from what was saved,
 by a single bit, counts as unreadable. (Files of older versions hold the sums only; they are
 compared within the rounding error of float64 summation.)
+
+The checksums are written before the checkpoint (to ``.pending-<step>.json`` in the
+checkpoint directory, moved into the step's directory once orbax has committed it), so a
+kill at any moment leaves every committed checkpoint with its checksums. ``jaxinterp.json``
+in the checkpoint directory records the first step saved with checksums: a checkpoint of that
+step or later without them (deleted) is unreadable too; older ones, written by versions
+without checksums, are read unverified.
 """
 
 from __future__ import annotations
@@ -43,6 +50,36 @@ def all_finite(tree: Any) -> bool:
 
 
 SUMS_FILE = "jaxinterp_sums.json"
+MARKER_FILE = "jaxinterp.json"  # {"checksums_from": first step saved with checksums}
+
+
+def _quiet_failed_read() -> None:
+    """Drops the noise that a failed orbax read leaves behind on stderr.
+
+    When a read fails, orbax's event loop closes while tensorstore still completes the
+    read's other futures: each one's callback raises ``RuntimeError('Event loop is closed')``
+    from ``call_soon_threadsafe`` in a tensorstore thread, which Python prints as an
+    unraisable exception (a traceback per array), and the read's abandoned coroutines warn
+    that they were never awaited. Both would bury the one line that reports the bad
+    checkpoint. Only these two are dropped; every other unraisable exception still reaches
+    the previous hook. Installed once per process, on the first failed read.
+    """
+    import sys
+    import warnings
+
+    warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxinterp_failed_read", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._jaxinterp_failed_read = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _leaf_sums(x: Any) -> tuple[list[Any], float]:
@@ -118,10 +155,47 @@ class Checkpointer:
         """Writes ``state`` as the checkpoint of ``step`` (a no-op if it already exists)."""
         if step in self._manager.all_steps():
             return
+        main = jax.process_index() == 0  # one process writes the checksums (verified on restore)
+        if main:
+            if self._checksums_from() is None:
+                os.makedirs(self.directory, exist_ok=True)
+                write_json_atomic(
+                    os.path.join(self.directory, MARKER_FILE), {"checksums_from": step}
+                )
+            write_json_atomic(self._pending(step), checksums(state))
         self._manager.save(step, args=ocp.args.StandardSave(state))
         self._manager.wait_until_finished()
-        if jax.process_index() == 0:  # verified on restore
-            write_json_atomic(os.path.join(self.directory, str(step), SUMS_FILE), checksums(state))
+        if main:
+            os.replace(self._pending(step), os.path.join(self.directory, str(step), SUMS_FILE))
+            self._tidy_pending()
+
+    def _pending(self, step: int) -> str:
+        return os.path.join(self.directory, f".pending-{step}.json")
+
+    def _checksums_from(self) -> int | None:
+        """The first step saved with checksums (``None``: no step yet, or an old directory
+        whose checkpoints have none; a damaged marker counts as step 0: all verified)."""
+        try:
+            with open(os.path.join(self.directory, MARKER_FILE)) as f:
+                return int(json.load(f)["checksums_from"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _tidy_pending(self) -> None:
+        """Finishes the checksum moves of saves killed after orbax committed (a step directory
+        without its checksums), and drops pending files of checkpoints that were never made
+        or are no longer kept."""
+        for name in os.listdir(self.directory):
+            if not (name.startswith(".pending-") and name.endswith(".json")):
+                continue
+            path, step = os.path.join(self.directory, name), name[len(".pending-") : -5]
+            target = os.path.join(self.directory, step, SUMS_FILE)
+            if os.path.isdir(os.path.dirname(target)) and not os.path.exists(target):
+                os.replace(path, target)
+            else:
+                os.remove(path)
 
     def restore(self, target: Any, step: int | None = None) -> Any:
         """Restores ``step`` (default: the latest) with ``target``'s structure and shardings."""
@@ -131,6 +205,14 @@ class Checkpointer:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         sums_path = os.path.join(self.directory, str(step), SUMS_FILE)
+        if not os.path.exists(sums_path) and os.path.exists(self._pending(step)):
+            sums_path = self._pending(step)  # killed between orbax's commit and the move
+        since = self._checksums_from()
+        if not os.path.exists(sums_path) and since is not None and step >= since:
+            raise ValueError(
+                f"checkpoint {step}: {SUMS_FILE} is missing (checkpoints from step {since} on "
+                "are saved with one)"
+            )
         if os.path.exists(sums_path):  # absent in checkpoints of older versions
             try:
                 with open(sums_path) as f:
@@ -184,6 +266,7 @@ class Checkpointer:
             try:
                 state = self.restore(target, step)
             except Exception as e:  # any read failure: orbax, tensorstore, json, OS errors
+                _quiet_failed_read()
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 bad.append((step, first[:200]))
                 # A failed read can leave the manager's view of the items behind: start afresh.
