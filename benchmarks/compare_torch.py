@@ -167,6 +167,13 @@ COLUMNS = {
     "torch.func / jax": lambda r: _ratio(r.get("torch_func_s"), r.get("jax_s")),
     "values": lambda r: r["check"]["status"],
     "target": lambda r: r.get("target_text", "-"),
+    # The plain step's share of the peak is part of its row, so a stopped run still has it.
+    "jax GFLOP/s (share of matmul peak)": lambda r: (
+        f"{r['jax_gflops_per_s']:.1f} ({100 * r['share_of_peak']:.0f}% of "
+        f"{r['matmul_peak_gflops_per_s']:.0f})"
+        if "share_of_peak" in r
+        else "-"
+    ),
 }
 
 
