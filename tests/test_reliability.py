@@ -209,15 +209,24 @@ def test_the_noise_of_a_failed_read_is_dropped_and_nothing_else(monkeypatch):
     assert hook is not seen.append
 
     class U:
-        def __init__(self, exc):
-            self.exc_value = exc
+        def __init__(self, exc, obj=None):
+            self.exc_value, self.object = exc, obj
 
+    def coroutine(filename):
+        scope = {}
+        exec(compile("async def read(): pass", filename, "exec"), scope)
+        return scope["read"]()
+
+    from_orbax, ours = coroutine("/site-packages/orbax/x.py"), coroutine("/jaxinterp/x.py")
     hook(U(RuntimeError("Event loop is closed")))
+    hook(U(Exception("Encountered error while reading array index"), from_orbax))
     assert seen == []
     other = U(RuntimeError("something else"))
     hook(other)
     hook(U(ValueError("Event loop is closed")))
-    assert len(seen) == 2 and seen[0] is other
+    hook(U(Exception("an error"), ours))
+    assert len(seen) == 3 and seen[0] is other
+    from_orbax.close(), ours.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -490,6 +499,26 @@ def test_explain_falls_back_past_a_bad_checkpoint_and_refuses_when_none_reads(
     assert cli.main([*argv, "--out", str(tmp_path / "n.png")]) == 2
     line = _error_line(capsys)
     assert f"no checkpoint in {w / 'checkpoints'} reads back (steps 6, 4, 2" in line, line
+
+
+def test_no_readable_checkpoint_prints_one_line_in_a_fresh_process(finished, tmp_path, data_dir):
+    # In a process of its own, the failed reads' tensorstore threads and abandoned orbax
+    # coroutines would print their tracebacks to stderr (in-process, pytest collects them).
+    from tests import _subprocess
+
+    w = _copy(finished, tmp_path)
+    for step in ("2", "4", "6"):
+        data = os.path.join(w, "checkpoints", step, "default", "ocdbt.process_0", "d")
+        largest = max((os.path.join(data, f) for f in os.listdir(data)), key=os.path.getsize)
+        with open(largest, "r+b") as f:
+            f.truncate(os.path.getsize(largest) // 2)
+    cmd = _subprocess.train_command(str(w), data_dir, *TINY, *RUN6)
+    proc = subprocess.run(
+        cmd, env=_subprocess.child_env(1), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "reads back (steps 6, 4, 2" in lines[0], proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("damage", [b'{"dataset": "dig', b"\x00garbage", b"\xff\xfe{}", b"[1]"])

@@ -19,6 +19,7 @@ without checksums, are read unverified.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -59,10 +60,11 @@ def _quiet_failed_read() -> None:
     When a read fails, orbax's event loop closes while tensorstore still completes the
     read's other futures: each one's callback raises ``RuntimeError('Event loop is closed')``
     from ``call_soon_threadsafe`` in a tensorstore thread, which Python prints as an
-    unraisable exception (a traceback per array), and the read's abandoned coroutines warn
-    that they were never awaited. Both would bury the one line that reports the bad
-    checkpoint. Only these two are dropped; every other unraisable exception still reaches
-    the previous hook. Installed once per process, on the first failed read.
+    unraisable exception (a traceback per array); the read's abandoned orbax coroutines
+    raise their own read errors when they are collected, or warn that they were never
+    awaited. All would bury the one line that reports the bad checkpoint. Only these are
+    dropped; every other unraisable exception still reaches the previous hook. Installed
+    once per process, on the first failed read.
     """
     import sys
     import warnings
@@ -73,9 +75,11 @@ def _quiet_failed_read() -> None:
         return
 
     def hook(unraisable: Any) -> None:
-        exc = unraisable.exc_value
+        exc, obj = unraisable.exc_value, unraisable.object
         if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
             return
+        if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
+            return  # an abandoned read of another array, failing as the reported one did
         previous(unraisable)
 
     hook._jaxinterp_failed_read = True  # type: ignore[attr-defined]
