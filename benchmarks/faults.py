@@ -1847,7 +1847,8 @@ def config_cases(ctx: Context) -> list[CliCase]:
         CliCase(
             "rerun a finished run with the same config",
             _train(*RUN_6),
-            expect=("exit 0",),
+            expect=("exit 0 one line",),
+            message="already finished its 6 steps; nothing changed",
             fresh=False,
             setup=_with_tiny_run(),
             check=_check_metrics_unique,

@@ -198,6 +198,32 @@ def test_resume_falls_back_past_a_truncated_checkpoint(tmp_path, data_dir, capsy
     assert "3.corrupt" in os.listdir(os.path.join(w, "checkpoints")) and _steps(w) == [1, 2, 3]
 
 
+def test_writer_thread_errors_are_held_back_only_when_the_save_raises(monkeypatch):
+    import logging
+
+    from jaxinterp.training import checkpoint
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    records, logger = [], logging.getLogger("absl")
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    msg = "[thread=array_type_handler] _SignalingThread.run() raised an exception: OUT_OF_RANGE"
+    try:
+        with pytest.raises(ValueError, match="disk full"):
+            with checkpoint._held_thread_errors():
+                logger.error(msg)
+                logger.error("another error")
+                raise ValueError("disk full")
+        assert [r.getMessage() for r in records] == ["another error"]
+        with checkpoint._held_thread_errors():
+            logger.error(msg)  # the save returned: nothing reports it, so it is passed on
+        assert [r.getMessage() for r in records] == ["another error", msg]
+        assert not logger.filters
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_the_noise_of_a_failed_read_is_dropped_and_nothing_else(monkeypatch):
     from jaxinterp.training import checkpoint
 

@@ -18,11 +18,13 @@ without checksums, are read unverified.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -55,21 +57,28 @@ MARKER_FILE = "jaxinterp.json"  # {"checksums_from": first step saved with check
 
 
 def _quiet_failed_read() -> None:
-    """Drops the noise that a failed orbax read leaves behind on stderr.
+    """Drops the noise that a failed orbax read or write leaves behind on stderr.
 
     When a read fails, orbax's event loop closes while tensorstore still completes the
     read's other futures: each one's callback raises ``RuntimeError('Event loop is closed')``
     from ``call_soon_threadsafe`` in a tensorstore thread, which Python prints as an
     unraisable exception (a traceback per array); the read's abandoned orbax coroutines
     raise their own read errors when they are collected, or warn that they were never
-    awaited. All would bury the one line that reports the bad checkpoint. Only these are
-    dropped; every other unraisable exception still reaches the previous hook. Installed
-    once per process, on the first failed read.
+    awaited. All would bury the one line that reports the bad checkpoint. Called on the
+    first failed read or write (the unraisable hook also before every save, as a failed
+    write's threads print before the save raises).
     """
-    import sys
     import warnings
 
     warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+    _drop_orbax_unraisables()
+
+
+def _drop_orbax_unraisables() -> None:
+    """Installs (once per process) an unraisable-exception hook that drops exactly the two
+    kinds above; every other unraisable exception still reaches the previous hook."""
+    import sys
+
     previous = sys.unraisablehook
     if getattr(previous, "_jaxinterp_failed_read", False):
         return
@@ -130,6 +139,44 @@ def _matches(saved: Any, got: list[Any], scale: float) -> bool:
     return bool(np.all(diff <= scale * 2.0**-50))
 
 
+class _HoldThreadErrors(logging.Filter):
+    """Holds back orbax's log records of an exception in one of its writer threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "_SignalingThread.run() raised an exception" in record.getMessage():
+            self.held.append(record)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _held_thread_errors() -> Iterator[None]:
+    """Runs an orbax save with its writer threads' error logs held back.
+
+    When a write fails (a full disk, a quota), each of orbax's writer threads logs the error
+    with its traceback through absl, and then the save raises the same error, which the
+    caller reports in one line. The logs are dropped when the save raises (with the closed
+    event loop's noise, see :func:`_quiet_failed_read`) and passed on unchanged if it
+    returns.
+    """
+    logger, hold = logging.getLogger("absl"), _HoldThreadErrors()
+    _drop_orbax_unraisables()
+    logger.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        _quiet_failed_read()
+        raise
+    finally:
+        logger.removeFilter(hold)
+    for record in hold.held:
+        logger.handle(record)
+
+
 class Checkpointer:
     """Saves and restores a state pytree under ``directory``.
 
@@ -167,8 +214,9 @@ class Checkpointer:
                     os.path.join(self.directory, MARKER_FILE), {"checksums_from": step}
                 )
             write_json_atomic(self._pending(step), checksums(state))
-        self._manager.save(step, args=ocp.args.StandardSave(state))
-        self._manager.wait_until_finished()
+        with _held_thread_errors():  # a failed write raises here: reported once, by the caller
+            self._manager.save(step, args=ocp.args.StandardSave(state))
+            self._manager.wait_until_finished()
         if main:
             os.replace(self._pending(step), os.path.join(self.directory, str(step), SUMS_FILE))
             self._tidy_pending()
