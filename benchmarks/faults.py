@@ -1157,7 +1157,9 @@ def _corruptions(ctx: Context) -> None:
             outcome, detail = corruption_outcome(run, command, w, ref, before, allowed)
             seconds = time.perf_counter() - t0
             detail = f"{what}; {detail}"
-            ctx.emit(result("corruptions", case, outcome, CORRUPTION_PASS, detail, seconds))
+            # A failed case keeps the end of what the command printed, to see what went wrong.
+            err = {} if outcome in CORRUPTION_PASS else {"stderr_tail": run.err[-4000:]}
+            ctx.emit(result("corruptions", case, outcome, CORRUPTION_PASS, detail, seconds, **err))
     _flip_sweep(ctx, base, ref, latest)
 
 

@@ -255,6 +255,29 @@ def test_the_noise_of_a_failed_read_is_dropped_and_nothing_else(monkeypatch):
     from_orbax.close(), ours.close()
 
 
+def test_abandoned_orbax_tasks_are_not_logged_and_other_tasks_are():
+    import logging
+
+    from jaxinterp.training import checkpoint
+
+    def failing(filename):
+        scope = {}
+        exec(compile("def read():\n    raise ValueError('bad')", filename, "exec"), scope)
+        try:
+            scope["read"]()
+        except ValueError as e:
+            return (ValueError, e, e.__traceback__)
+
+    def record(exc_info):
+        msg = "Task exception was never retrieved\nfuture: <Task finished>"
+        return logging.LogRecord("asyncio", logging.ERROR, "x", 1, msg, None, exc_info)
+
+    f = checkpoint._AbandonedOrbaxTasks()
+    assert not f.filter(record(failing("/site-packages/orbax/serialization.py")))
+    assert f.filter(record(failing("/jaxinterp/mine.py")))
+    assert f.filter(logging.LogRecord("asyncio", logging.ERROR, "x", 1, "other", None, None))
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_no_readable_checkpoint_ends_with_one_line(tmp_path, data_dir, capsys):
     w = tmp_path / "run"

@@ -64,7 +64,8 @@ def _quiet_failed_read() -> None:
     from ``call_soon_threadsafe`` in a tensorstore thread, which Python prints as an
     unraisable exception (a traceback per array); the read's abandoned orbax coroutines
     raise their own read errors when they are collected, or warn that they were never
-    awaited. All would bury the one line that reports the bad checkpoint. Called on the
+    awaited, and asyncio logs the tasks whose exceptions nobody retrieved. All would bury
+    the one line that reports the bad checkpoint. Called on the
     first failed read or write (the unraisable hook also before every save, as a failed
     write's threads print before the save raises).
     """
@@ -72,6 +73,24 @@ def _quiet_failed_read() -> None:
 
     warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
     _drop_orbax_unraisables()
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _AbandonedOrbaxTasks) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_AbandonedOrbaxTasks())
+
+
+class _AbandonedOrbaxTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for orbax's tasks: the other
+    arrays of a failed read, failing as the reported one did."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "exception was never retrieved" not in record.getMessage() or not record.exc_info:
+            return True
+        tb = record.exc_info[2]
+        while tb is not None:
+            if "orbax" in tb.tb_frame.f_code.co_filename:
+                return False
+            tb = tb.tb_next
+        return True
 
 
 def _drop_orbax_unraisables() -> None:
@@ -155,13 +174,13 @@ class _HoldThreadErrors(logging.Filter):
 
 @contextlib.contextmanager
 def _held_thread_errors() -> Iterator[None]:
-    """Runs an orbax save with its writer threads' error logs held back.
+    """Runs an orbax save or restore with its threads' error logs held back.
 
-    When a write fails (a full disk, a quota), each of orbax's writer threads logs the error
-    with its traceback through absl, and then the save raises the same error, which the
-    caller reports in one line. The logs are dropped when the save raises (with the closed
-    event loop's noise, see :func:`_quiet_failed_read`) and passed on unchanged if it
-    returns.
+    When a write fails (a full disk, a quota) or a read fails (a damaged file), each of
+    orbax's worker threads logs the error with its traceback through absl, and then the call
+    raises the same error, which the caller reports in one line. The logs are dropped when
+    the call raises (with the closed event loop's noise, see :func:`_quiet_failed_read`) and
+    passed on unchanged if it returns.
     """
     logger, hold = logging.getLogger("absl"), _HoldThreadErrors()
     _drop_orbax_unraisables()
@@ -316,9 +335,9 @@ class Checkpointer:
         bad: list[tuple[int, str]] = []
         for step in sorted(self._manager.all_steps(), reverse=True):
             try:
-                state = self.restore(target, step)
+                with _held_thread_errors():  # a failed read is reported in one line below
+                    state = self.restore(target, step)
             except Exception as e:  # any read failure: orbax, tensorstore, json, OS errors
-                _quiet_failed_read()
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 bad.append((step, first[:200]))
                 # A failed read can leave the manager's view of the items behind: start afresh.
