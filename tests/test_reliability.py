@@ -276,6 +276,11 @@ def test_abandoned_orbax_tasks_are_not_logged_and_other_tasks_are():
     assert not f.filter(record(failing("/site-packages/orbax/serialization.py")))
     assert f.filter(record(failing("/jaxinterp/mine.py")))
     assert f.filter(logging.LogRecord("asyncio", logging.ERROR, "x", 1, "other", None, None))
+    future = (
+        "Future exception was never retrieved\nfuture: <Future finished exception=ValueError("
+        '\'OUT_OF_RANGE: Error reading "w/0" in OCDBT database at local file "/c/6/"\')>'
+    )
+    assert not f.filter(logging.LogRecord("asyncio", logging.ERROR, "x", 1, future, None, None))
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -79,13 +79,17 @@ def _quiet_failed_read() -> None:
 
 
 class _AbandonedOrbaxTasks(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for orbax's tasks: the other
-    arrays of a failed read, failing as the reported one did."""
+    """Drops asyncio's "Task/Future exception was never retrieved" for the other arrays of a
+    failed read, failing as the reported one did: a task that ran orbax code, or a
+    tensorstore future whose error names an OCDBT checkpoint file."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "exception was never retrieved" not in record.getMessage() or not record.exc_info:
+        message = record.getMessage()
+        if "exception was never retrieved" not in message:
             return True
-        tb = record.exc_info[2]
+        if "in OCDBT database at local file" in message:
+            return False
+        tb = record.exc_info[2] if record.exc_info else None
         while tb is not None:
             if "orbax" in tb.tb_frame.f_code.co_filename:
                 return False
