@@ -65,17 +65,39 @@ def _quiet_failed_read() -> None:
     unraisable exception (a traceback per array); the read's abandoned orbax coroutines
     raise their own read errors when they are collected, or warn that they were never
     awaited, and asyncio logs the tasks whose exceptions nobody retrieved. All would bury
-    the one line that reports the bad checkpoint. Called on the
-    first failed read or write (the unraisable hook also before every save, as a failed
-    write's threads print before the save raises).
+    the one line that reports the bad checkpoint. The hook and the asyncio filter (both
+    precise) are installed before every save and restore, as that noise can come before the
+    call raises; the warnings filter on the first failure.
     """
     import warnings
 
     warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
     _drop_orbax_unraisables()
+
+
+def _drop_orbax_unraisables() -> None:
+    """Installs (once per process) an unraisable-exception hook that drops exactly the
+    closed loop's and orbax's coroutines' exceptions (every other unraisable exception still
+    reaches the previous hook), and :class:`_AbandonedOrbaxTasks` on asyncio's logger."""
+    import sys
+
     asyncio_logger = logging.getLogger("asyncio")
     if not any(isinstance(f, _AbandonedOrbaxTasks) for f in asyncio_logger.filters):
         asyncio_logger.addFilter(_AbandonedOrbaxTasks())
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxinterp_failed_read", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        exc, obj = unraisable.exc_value, unraisable.object
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
+            return  # an abandoned read of another array, failing as the reported one did
+        previous(unraisable)
+
+    hook._jaxinterp_failed_read = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 class _AbandonedOrbaxTasks(logging.Filter):
@@ -95,27 +117,6 @@ class _AbandonedOrbaxTasks(logging.Filter):
                 return False
             tb = tb.tb_next
         return True
-
-
-def _drop_orbax_unraisables() -> None:
-    """Installs (once per process) an unraisable-exception hook that drops exactly the two
-    kinds above; every other unraisable exception still reaches the previous hook."""
-    import sys
-
-    previous = sys.unraisablehook
-    if getattr(previous, "_jaxinterp_failed_read", False):
-        return
-
-    def hook(unraisable: Any) -> None:
-        exc, obj = unraisable.exc_value, unraisable.object
-        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
-            return
-        if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
-            return  # an abandoned read of another array, failing as the reported one did
-        previous(unraisable)
-
-    hook._jaxinterp_failed_read = True  # type: ignore[attr-defined]
-    sys.unraisablehook = hook
 
 
 def _leaf_sums(x: Any) -> tuple[list[Any], float]:
