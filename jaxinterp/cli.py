@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxinterp import configure_cpu
 
     configure_cpu()
-    from jaxinterp.training.errors import NonFiniteError
+    from jaxinterp.training.errors import NonFiniteError, first_line
 
     try:
         if args.command == "train":
@@ -312,8 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # FileNotFoundError, PermissionError, NotADirectoryError, ENOSPC, ...).
         if os.environ.get("JAXINTERP_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"jaxinterp: error: {msg}", file=sys.stderr)
+        print(f"jaxinterp: error: {first_line(e)}", file=sys.stderr)
         return 2
 
 

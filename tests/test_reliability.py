@@ -229,8 +229,8 @@ def test_the_noise_of_a_failed_read_is_dropped_and_nothing_else(monkeypatch):
 
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
-    checkpoint._quiet_failed_read()
-    checkpoint._quiet_failed_read()  # installed once
+    checkpoint._drop_orbax_noise()
+    checkpoint._drop_orbax_noise()  # installed once
     hook = sys.unraisablehook
     assert hook is not seen.append
 
@@ -359,6 +359,25 @@ def test_other_num_steps_reads_the_latest_checkpoint_before_trusting_it(tmp_path
     after = _files(w)
     after.pop(".lock"), before.pop(".lock")
     assert after == before
+
+
+def test_extending_a_finished_run_reads_its_checkpoint_once(
+    tmp_path, data_dir, capsys, monkeypatch
+):
+    w = tmp_path / "run"
+    assert _train(w, data_dir, "--config.num_steps=2", "--config.checkpoint_every=1") == 0
+    reads, real = [], training.Checkpointer.restore
+
+    def restore(self, target, step=None):
+        reads.append(step)
+        return real(self, target, step)
+
+    monkeypatch.setattr(training.Checkpointer, "restore", restore)
+    capsys.readouterr()
+    assert _train(w, data_dir, "--config.num_steps=3", "--config.checkpoint_every=1") == 0
+    err = capsys.readouterr().err
+    assert err.count("extending the finished 2-step run") == 1, err
+    assert reads == [2] and _steps(w)[-1] == 3  # the verified read is the one resumed from
 
 
 def test_resume_of_an_unfinished_run_with_other_num_steps_is_refused(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from jaxinterp import data, models, training
 from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
+from jaxinterp.training.errors import first_line, warn
 
 __all__ = ["Trained", "load_trained", "read_config_json", "state_target"]
 
@@ -34,17 +34,14 @@ def read_config_json(path: str, *, hint: str = "") -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is unreadable, corrupt or not JSON ({first}){hint}") from e
+        raise ValueError(
+            f"{path} is unreadable, corrupt or not JSON ({first_line(e)}){hint}"
+        ) from e
     if not isinstance(config, dict):
         raise ValueError(
             f"{path} is corrupt: it holds a {type(config).__name__}, not a config{hint}"
         )
     return config
-
-
-def _warn(line: str) -> None:
-    print(f"jaxinterp: warning: {line}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +74,7 @@ def load_trained(
     workdir: str,
     *,
     step: int | None = None,
-    report: Callable[[str], None] | None = _warn,
+    report: Callable[[str], None] | None = warn,
 ) -> Trained:
     """Rebuilds the model of ``workdir/config.json`` and restores its checkpoint.
 
@@ -119,9 +116,8 @@ def load_trained(
             try:
                 state = ckpt.restore(target, step)
             except Exception as e:  # any read failure: orbax, tensorstore, json, OS errors
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(
-                    f"checkpoint {step} in {directory} does not read back ({first[:200]})"
+                    f"checkpoint {step} in {directory} does not read back ({first_line(e)[:200]})"
                 ) from e
     finally:
         ckpt.close()

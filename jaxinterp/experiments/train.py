@@ -23,6 +23,7 @@ from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.restore import read_config_json
 from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
 from jaxinterp.training import parallel
+from jaxinterp.training.errors import warn
 
 __all__ = ["RESUMABLE_FIELDS", "evaluate", "train_and_evaluate"]
 
@@ -107,11 +108,10 @@ def _check_num_steps(
             f"{latest}); its {config.schedule} schedule depends on num_steps, so resume it "
             f"with --config.num_steps={before} or use a new --workdir"
         )
-    print(
-        f"jaxinterp: warning: extending the finished {before}-step run in {workdir} to "
+    warn(
+        f"extending the finished {before}-step run in {workdir} to "
         f"{config.num_steps} steps; the {config.schedule} schedule is recomputed for "
-        f"{config.num_steps} steps, so this is not a straight {config.num_steps}-step run",
-        file=sys.stderr,
+        f"{config.num_steps} steps, so this is not a straight {config.num_steps}-step run"
     )
     return None
 
@@ -258,20 +258,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
         state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-
-        def warn(line: str) -> None:
-            print(f"jaxinterp: warning: {line}", file=sys.stderr)
-
-        latest = ckpt.latest_step() or 0
+        latest, verified = ckpt.latest_step() or 0, None
         if saved is not None and latest and saved.get("num_steps") != config.num_steps:
             # What the run reached decides whether a new num_steps is allowed: the newest
             # checkpoint that reads back, found without moving anything (nothing may change).
-            latest = ckpt.restore_latest_good(state, report=warn, move_aside=False)[0] or 0
+            found, read = ckpt.restore_latest_good(state, report=warn, move_aside=False)
+            if found == latest:  # nothing passed over: this is the state to resume from
+                verified = (found, read)
+            latest = found or 0
         done_note = _check_num_steps(workdir, config, saved, latest)
         if done_note is not None:  # nothing to do: the workdir is left exactly as it is
             ckpt.close()
             return {"step": latest, "eval": {}, "train": {}, "note": done_note}
-        restored, state = ckpt.restore_latest_good(state, report=warn)
+        # Bad checkpoints passed over above are moved aside here (reported again, as moved).
+        restored, state = verified or ckpt.restore_latest_good(state, report=warn)
         start = restored or 0
         metrics_path = os.path.join(workdir, "metrics.jsonl")
         if saved is not None and start >= config.num_steps:

@@ -24,6 +24,8 @@ import inspect
 import json
 import logging
 import os
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxinterp.training.errors import first_line
 from jaxinterp.training.logging import write_json_atomic
 
 __all__ = ["Checkpointer", "all_finite"]
@@ -56,36 +59,26 @@ SUMS_FILE = "jaxinterp_sums.json"
 MARKER_FILE = "jaxinterp.json"  # {"checksums_from": first step saved with checksums}
 
 
-def _quiet_failed_read() -> None:
-    """Drops the noise that a failed orbax read or write leaves behind on stderr.
+def _drop_orbax_noise() -> None:
+    """Installs (once per process) the filters of the noise a failed orbax read or write
+    leaves behind on stderr.
 
     When a read fails, orbax's event loop closes while tensorstore still completes the
     read's other futures: each one's callback raises ``RuntimeError('Event loop is closed')``
     from ``call_soon_threadsafe`` in a tensorstore thread, which Python prints as an
     unraisable exception (a traceback per array); the read's abandoned orbax coroutines
-    raise their own read errors when they are collected, or warn that they were never
-    awaited, and asyncio logs the tasks whose exceptions nobody retrieved. All would bury
-    the one line that reports the bad checkpoint. The hook and the asyncio filter (both
-    precise) are installed before every save and restore, as that noise can come before the
-    call raises; the warnings filter on the first failure.
+    raise their own read errors when they are collected, and asyncio logs the tasks whose
+    exceptions nobody retrieved. All would bury the one line that reports the bad
+    checkpoint. An unraisable-exception hook drops exactly the closed loop's and orbax's
+    coroutines' exceptions (every other one still reaches the previous hook), and
+    :class:`_AbandonedOrbaxTasks` filters asyncio's logger. Both are precise, so they are
+    installed before every save and restore: the noise can come before the call raises.
     """
-    import warnings
-
-    warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
-    _drop_orbax_unraisables()
-
-
-def _drop_orbax_unraisables() -> None:
-    """Installs (once per process) an unraisable-exception hook that drops exactly the
-    closed loop's and orbax's coroutines' exceptions (every other unraisable exception still
-    reaches the previous hook), and :class:`_AbandonedOrbaxTasks` on asyncio's logger."""
-    import sys
-
     asyncio_logger = logging.getLogger("asyncio")
     if not any(isinstance(f, _AbandonedOrbaxTasks) for f in asyncio_logger.filters):
         asyncio_logger.addFilter(_AbandonedOrbaxTasks())
     previous = sys.unraisablehook
-    if getattr(previous, "_jaxinterp_failed_read", False):
+    if getattr(previous, "_jaxinterp_orbax_noise", False):
         return
 
     def hook(unraisable: Any) -> None:
@@ -96,7 +89,7 @@ def _drop_orbax_unraisables() -> None:
             return  # an abandoned read of another array, failing as the reported one did
         previous(unraisable)
 
-    hook._jaxinterp_failed_read = True  # type: ignore[attr-defined]
+    hook._jaxinterp_orbax_noise = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
 
 
@@ -184,16 +177,17 @@ def _held_thread_errors() -> Iterator[None]:
     When a write fails (a full disk, a quota) or a read fails (a damaged file), each of
     orbax's worker threads logs the error with its traceback through absl, and then the call
     raises the same error, which the caller reports in one line. The logs are dropped when
-    the call raises (with the closed event loop's noise, see :func:`_quiet_failed_read`) and
-    passed on unchanged if it returns.
+    the call raises and passed on unchanged if it returns. The other noise of a failed call
+    is filtered by :func:`_drop_orbax_noise`; once a call has failed, so are the warnings of
+    its coroutines that were never awaited.
     """
     logger, hold = logging.getLogger("absl"), _HoldThreadErrors()
-    _drop_orbax_unraisables()
+    _drop_orbax_noise()
     logger.addFilter(hold)
     try:
         yield
     except BaseException:
-        _quiet_failed_read()
+        warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
         raise
     finally:
         logger.removeFilter(hold)
@@ -279,7 +273,8 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        with _held_thread_errors():  # a failed read raises here: reported once, by the caller
+            state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         sums_path = os.path.join(self.directory, str(step), SUMS_FILE)
         if not os.path.exists(sums_path) and os.path.exists(self._pending(step)):
             sums_path = self._pending(step)  # killed between orbax's commit and the move
@@ -340,11 +335,9 @@ class Checkpointer:
         bad: list[tuple[int, str]] = []
         for step in sorted(self._manager.all_steps(), reverse=True):
             try:
-                with _held_thread_errors():  # a failed read is reported in one line below
-                    state = self.restore(target, step)
+                state = self.restore(target, step)
             except Exception as e:  # any read failure: orbax, tensorstore, json, OS errors
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                bad.append((step, first[:200]))
+                bad.append((step, first_line(e)[:200]))
                 # A failed read can leave the manager's view of the items behind: start afresh.
                 self._manager.close()
                 self._manager = ocp.CheckpointManager(self.directory, options=self._options)
