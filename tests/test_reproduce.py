@@ -101,6 +101,33 @@ def test_quick_shrinks_the_study():
     assert study.study_config("mnist").localisation_dataset == ""
 
 
+def test_study_models_are_the_small_cnn_and_one_step_pgd_at_mixes_the_clean_loss():
+    s = study.study_config()
+    small = {"channels": (16, 16, 32, 32), "hidden": 64}
+    for name in study.MODELS:
+        c = study.model_config(s, name, 1)
+        assert (c.model, c.seed, c.model_kwargs.to_dict()) == ("cnn", 1, small), name
+    at = study.model_config(s, "pgd_at", 0)
+    assert (at.ce_weight, at.penalties.pgd_at.weight, at.penalties.pgd_at.num_steps) == (
+        0.5,
+        0.5,
+        1,
+    )
+    assert at.penalties.pgd_at.step_size == pytest.approx(1.25 * s.eval.epsilon)
+    trades = study.model_config(s, "trades", 0)
+    assert trades.ce_weight == 1.0 and trades.penalties.trades.weight == 6.0  # unchanged
+    loc = study.model_config(s, "standard", 0, localisation=True)
+    assert loc.model_kwargs.to_dict() == s.localisation_model_kwargs.to_dict()
+    assert loc.beta == s.localisation_beta
+    s.robust_attack_steps = 3  # PGD-3: Madry et al.'s adversarial loss alone
+    at = study.model_config(s, "pgd_at", 0)
+    assert (at.ce_weight, at.penalties.pgd_at.weight) == (0.0, 1.0)
+    s.cnn_kwargs = {}  # the CNN's own default width
+    assert study.model_config(s, "standard", 0).model_kwargs.to_dict() == {}
+    del s["cnn_kwargs"]  # a study file written before the field: still accepted
+    study.check_study(s)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
