@@ -361,6 +361,23 @@ def test_other_num_steps_reads_the_latest_checkpoint_before_trusting_it(tmp_path
     assert after == before
 
 
+def test_resume_with_other_num_steps_past_a_damaged_checkpoint_reports_it_once(
+    tmp_path, data_dir, capsys
+):
+    # A constant schedule may change num_steps mid-run. Checkpoint 4 does not read back: the
+    # read-only check finds step 2, the resume moves 4 aside, and says so in one line.
+    w = tmp_path / "run"
+    args = ("--config.schedule=constant", "--config.checkpoint_every=2")
+    assert _train(w, data_dir, "--config.num_steps=4", *args) == 0
+    _truncate_data(os.path.join(w, "checkpoints", "4"))
+    capsys.readouterr()
+    assert _train(w, data_dir, "--config.num_steps=6", *args) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    about = [e for e in err if "checkpoint 4 in" in e]
+    assert len(about) == 1 and "moved to 4.corrupt, resuming from step 2" in about[0], err
+    assert _steps(w)[-1] == 6 and os.path.isdir(w / "checkpoints" / "4.corrupt")
+
+
 def test_extending_a_finished_run_reads_its_checkpoint_once(
     tmp_path, data_dir, capsys, monkeypatch
 ):

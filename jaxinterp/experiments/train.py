@@ -258,19 +258,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
         state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-        latest, verified = ckpt.latest_step() or 0, None
+        latest, verified, held = ckpt.latest_step() or 0, None, []
         if saved is not None and latest and saved.get("num_steps") != config.num_steps:
             # What the run reached decides whether a new num_steps is allowed: the newest
             # checkpoint that reads back, found without moving anything (nothing may change).
-            found, read = ckpt.restore_latest_good(state, report=warn, move_aside=False)
+            # Its lines about bad checkpoints are held: if the run goes on, the restore below
+            # reports each of them once, as moved aside.
+            found, read = ckpt.restore_latest_good(state, report=held.append, move_aside=False)
             if found == latest:  # nothing passed over: this is the state to resume from
                 verified = (found, read)
             latest = found or 0
-        done_note = _check_num_steps(workdir, config, saved, latest)
+        try:
+            done_note = _check_num_steps(workdir, config, saved, latest)
+        except Exception:  # refused: the checkpoints passed over explain the step it names
+            for line in held:
+                warn(line)
+            raise
         if done_note is not None:  # nothing to do: the workdir is left exactly as it is
+            for line in held:
+                warn(line)
             ckpt.close()
             return {"step": latest, "eval": {}, "train": {}, "note": done_note}
-        # Bad checkpoints passed over above are moved aside here (reported again, as moved).
+        # Bad checkpoints passed over above are moved aside here (and reported, once).
         restored, state = verified or ckpt.restore_latest_good(state, report=warn)
         start = restored or 0
         metrics_path = os.path.join(workdir, "metrics.jsonl")
