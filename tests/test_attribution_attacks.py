@@ -154,6 +154,46 @@ def test_targeted_manipulation_moves_map_toward_target(setup):
         attack(s.model.apply_fn, s.params, s.x)
 
 
+def _max_map(a):
+    h = jnp.sum(jnp.abs(a), axis=-1)
+    return h / jnp.max(h, axis=(1, 2), keepdims=True)
+
+
+def test_targeted_manipulation_reference_settings(setup):
+    # RobustAGA's protocol: max-normalised maps against a frame of ones, the mean squared
+    # logit difference, Adam at 4ε/T.
+    s = setup
+    steps = 20
+    attack = _jit(
+        targeted_manipulation(
+            grad_attribution, epsilon=EPS, num_steps=steps, learning_rate=4 * EPS / steps,
+            normalization="max", output="logits",
+        ),
+        static_argnums=0,
+    )  # fmt: skip
+    frame = frame_target((8, 8))
+    res = attack(s.model.apply_fn, s.params, s.x, h_target=frame)
+    _check_threat_model(res.x_adv, s.x)
+    assert bool(jnp.all(res.label_kept))
+    ones = frame / jnp.max(frame)  # the target with its maximum at 1
+    h_adv = _max_map(grad_attribution(s.model.apply_fn, s.params, res.x_adv, s.pred))
+    h0 = _max_map(grad_attribution(s.model.apply_fn, s.params, s.x, s.pred))
+    dist_adv = jnp.sum(jnp.square(h_adv - ones[None]), axis=(1, 2))
+    np.testing.assert_allclose(res.score, dist_adv, rtol=1e-4)
+    assert float(dist_adv.mean()) < float(jnp.sum(jnp.square(h0 - ones[None]), (1, 2)).mean())
+    # Another normalisation is another objective: the search ends elsewhere.
+    other = targeted_manipulation(
+        grad_attribution, epsilon=EPS, num_steps=steps, learning_rate=4 * EPS / steps
+    )
+    res_sum = _jit(other, static_argnums=0)(s.model.apply_fn, s.params, s.x, h_target=frame)
+    assert float(jnp.max(jnp.abs(res_sum.x_adv - res.x_adv))) > 1e-3
+    for kwargs, match in [({"normalization": "l2"}, "normalization"), ({"output": "p"}, "output")]:
+        with pytest.raises(ValueError, match=match):
+            targeted_manipulation(
+                grad_attribution, epsilon=EPS, num_steps=2, learning_rate=0.1, **kwargs
+            )
+
+
 def test_softplus_surrogate(setup):
     s = setup
     relu_module = s.module.clone(activation="relu")

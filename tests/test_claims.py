@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxinterp.experiments import claims, verdict
@@ -106,8 +108,8 @@ def _holding_tables() -> dict[int, dict]:
     a4 = {"standard": {"attack success ε=0.15": _seeds(0.9), "flipped ε=0.15": _seeds(250.0)}}
     coh, ape = "spatial coherence", "APE − random top-10%"
     m5 = {n: {ape: _seeds(a), coh: _seeds(c)} for n, a, c in [
-        ("regadv", 0.5, 0.6), ("pgd_perturbation", 0.2, 0.1), ("gradient", 0.3, 0.2),
-        ("random", 0.0, 0.0),
+        ("regadv_l2", 0.5, 0.6), ("pgd_l2_perturbation", 0.2, 0.1), ("gradient", 0.3, 0.2),
+        ("regadv", 0.4, 0.5), ("pgd_perturbation", 0.2, 0.1), ("random", 0.0, 0.0),
     ]}  # fmt: skip
     m5["attack"] = {"PGD success (standard)": _seeds(0.9)}
     return {
@@ -126,7 +128,7 @@ SWAPS = {
     2: ("models", "lga", "standard"),
     3: ("models", "pgd_at", "standard"),
     4: ("methods", "relex", "gradient"),
-    5: ("methods", "regadv", "gradient"),
+    5: ("methods", "regadv_l2", "gradient"),
 }
 BREAK = {
     1: ("models", "pgd_at", "robust accuracy", 0.15),  # PGD-AT not robust
@@ -163,3 +165,20 @@ def test_each_claim_holds_flips_when_swapped_and_is_inconclusive_when_a_gate_fai
     gates, after = claim.judge(broken, G)
     assert not all(g["passed"] for g in gates)
     assert any(c["verdict"] == "inconclusive" and "gate failed" in c["reason"] for c in after)
+
+
+def test_map_shape_columns():
+    from jaxinterp.experiments.claims import map_shape
+
+    x = jnp.zeros((2, 4, 4, 1)).at[:, 1:3, 1:3, :].set(1.0)  # ink: the 2x2 centre
+    out = map_shape(x, x)  # a gradient that is the image itself
+    np.testing.assert_allclose(out["alignment"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(out["ink share"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(map_shape(-x, x)["alignment"], 1.0, rtol=1e-6)  # |cos|
+    off = 1.0 - x  # all of the map off the ink
+    np.testing.assert_allclose(map_shape(off, x)["ink share"], 0.0, atol=1e-7)
+    np.testing.assert_allclose(map_shape(off, x)["alignment"], 0.0, atol=1e-7)
+    uniform = map_shape(jnp.ones_like(x), x)
+    np.testing.assert_allclose(uniform["gini"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(uniform["ink share"], 4 / 16, rtol=1e-6)
+    assert float(out["gini"][0]) > float(uniform["gini"][0])  # 4 of 16 pixels: sparser

@@ -236,6 +236,8 @@ EXPLAINER_SETTINGS: dict[str, tuple[dict, dict]] = {  # name -> (build kwargs, S
     ),
     "rise": ({"num_masks": 2, "grid": 2, "chunk_size": None}, {"ranks": (4,)}),
     "regadv": ({"num_steps": 1}, {"ranks": (4,)}),
+    "regadv_l2": ({"num_steps": 1}, {"ranks": (4,)}),
+    "pgd_l2_perturbation": ({"num_steps": 1}, {"ranks": (4,)}),
     "pgd_perturbation": ({"num_steps": 1}, {"ranks": (4,)}),
     "grad_cam": ({"layer_fn": layer_fn}, {"ranks": (4,)}),
     "grad_cam_pp": ({"layer_fn": layer_fn}, {"ranks": (4,)}),
@@ -557,7 +559,8 @@ def check(spec: Spec, case: Case) -> None:
 # Each valid call compiles for its shapes: the iterative methods get fewer examples.
 SLOW = {
     "big", "bsm", "relex", "rise", "smoothgrad", "vargrad", "occlusion", "ig", "regadv",
-    "pgd_perturbation", "boundary_search", "cw_l2", "apgd_ce", "apgd_t", "pgd",
+    "regadv_l2", "pgd_l2_perturbation", "pgd_perturbation", "boundary_search", "cw_l2",
+    "apgd_ce", "apgd_t", "pgd",
     "attack_robustness", "ape", "adversarial_training", "trades", "hessian_norm", "curvature",
     "gradient_alignment", "retrieval_specificity", "random_perturbation_similarity",
     "max_sensitivity",

@@ -15,6 +15,7 @@ from jaxinterp.attribution import (
     l1_norm,
     regularized_adversarial,
     relex,
+    soft_threshold,
     total_variation,
 )
 from tests._fitting import fit_digits_mlp
@@ -190,6 +191,52 @@ def test_regularized_adversarial_pluggable_parts(setup):
         _explain(regularizers=[jnp.sum])(*args)
 
 
+def test_regularized_adversarial_l2_without_parts_is_l2_pgd(setup):
+    s = setup
+    pgd = attacks.pgd(epsilon=1.0, num_steps=STEPS, norm="l2", random_start=False, loss="margin")
+    x_pgd = _jit(pgd, static_argnums=0)(s.apply_fn, s.params, s.x, s.y)
+    fn = regularized_adversarial(
+        epsilon=1.0, num_steps=STEPS, norm="l2", loss="margin", smoothing_sigma=None,
+        return_delta=True,
+    )  # fmt: skip
+    _, delta = _jit(fn, static_argnums=0)(s.apply_fn, s.params, s.x, s.y)
+    np.testing.assert_allclose(s.x + delta, x_pgd, atol=1e-5)
+
+
+def test_regularized_adversarial_l2_proximal_map_is_continuous_sparse_and_an_attack(setup):
+    s = setup
+    kw = dict(epsilon=1.0, num_steps=STEPS, norm="l2", loss="margin", return_delta=True)
+    e, delta = _explain_kw(**kw, l1=0.1, proximal_l1=True)(s.apply_fn, s.params, s.x, s.y)
+    norms = jnp.sqrt(jnp.sum(delta**2, axis=(1, 2, 3)))
+    assert float(norms.max()) <= 1.0 + 1e-5  # in the L2 ball
+    x_adv = s.x + delta
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    # The proximal step sets coordinates exactly to zero; the L1 gradient does not (its
+    # zeros are the pixels the bounds hold at 0: dark pixels that δ may not lower).
+    zeros = float(jnp.mean(delta == 0.0))
+    _, d_grad = _explain_kw(**kw, l1=0.1)(s.apply_fn, s.params, s.x, s.y)
+    assert float(jnp.mean(d_grad == 0.0)) + 0.2 < zeros < 1.0
+    # Continuous: many distinct magnitudes, where signed L∞ steps give a handful.
+    assert len(np.unique(np.round(np.asarray(e[e > 0]), 6))) > 100
+    _, d_sign = _explain(smoothing_sigma=None)(s.apply_fn, s.params, s.x, s.y)
+    assert len(np.unique(np.round(np.abs(np.asarray(d_sign)), 6))) < 20
+    # Still an attack: the true-class probability drops.
+    assert float(_prob(s, x_adv).mean()) < float(_prob(s, s.x).mean()) - 0.1
+    # λ1 = 0: the proximal step is the identity.
+    _, d0 = _explain_kw(**kw, proximal_l1=True)(s.apply_fn, s.params, s.x, s.y)
+    _, d1 = _explain_kw(**kw)(s.apply_fn, s.params, s.x, s.y)
+    np.testing.assert_array_equal(d0, d1)
+
+
+def _explain_kw(**kwargs):
+    return _jit(regularized_adversarial(**kwargs), static_argnums=0)
+
+
+def test_soft_threshold():
+    v = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    np.testing.assert_array_equal(soft_threshold(v, 1.0), [-1.0, 0.0, 0.0, 0.0, 1.0])
+
+
 def test_gaussian_smoothing():
     smooth = gaussian_smoothing(1.0)
     g = jnp.zeros((1, 7, 7, 2)).at[0, 3, 3, 0].set(1.0)
@@ -217,6 +264,8 @@ def test_gaussian_smoothing():
         (dict(epsilon=0.1, num_steps=5, smoothing=3), "smoothing"),
         (dict(epsilon=0.1, num_steps=5, loss="hinge"), "loss"),
         (dict(epsilon=0.1, num_steps=5, bounds=(1.0, 0.0)), "bounds"),
+        (dict(epsilon=0.1, num_steps=5, norm="l1"), "norm"),
+        (dict(epsilon=0.1, num_steps=5, proximal_l1="yes"), "proximal_l1"),
     ],
 )
 def test_regularized_adversarial_bad_hyperparameters_raise(kwargs, match):

@@ -25,6 +25,7 @@ def get_config():
     s.eval_batch_size = 6
     s.num_figure_examples = 1
     s.eval.attack_steps = 3
+    s.eval.manipulation_steps = 3
     s.eval.num_samples = 2
     s.eval.deletion_steps = 4
     s.protocol.rps_radii = (4 / 255, 16 / 255)

@@ -66,6 +66,15 @@ def frame_target(shape: tuple[int, int], width: int = 1) -> jax.Array:
     return jnp.asarray(m / m.sum())
 
 
+def _max_normalized_map(attribution: jax.Array) -> jax.Array:
+    """``h = Σ_c |a_c| / max Σ_c |a_c|`` per example: ``[B, H, W, C] -> [B, H, W]``, its
+    largest value 1 (an all-zero map stays zero)."""
+    h = jnp.abs(attribution)
+    h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
+    top = jnp.max(h, axis=tuple(range(1, h.ndim)), keepdims=True)
+    return h / jnp.where(top > 0, top, 1.0)
+
+
 def _setup(
     attr_fn: AttributionFn, apply_fn: ApplyFn, params: Any, x: Any, y: Any, bounds: Any
 ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
@@ -235,16 +244,23 @@ def targeted_manipulation(
     learning_rate: float,
     gamma: float = 0.5,
     target_map: jax.Array | None = None,
+    normalization: str = "sum",
+    output: str = "softmax",
     bounds: tuple[float, float] | None = (0.0, 1.0),
 ) -> Callable[..., AttributionAttackResult]:
     """Builds the targeted explanation manipulation of Dombrowski et al.
 
     Adam steps, each projected to the L∞ ball and bounds, minimise per example
 
-        L(x') = γ ‖h(x') − h_t‖² + (1 − γ) ‖softmax f(x') − softmax f(x)‖²
+        L(x') = γ ‖h(x') − h_t‖² + (1 − γ) D(f(x'), f(x))
 
-    (``h`` the normalised map, ``h_t`` the target renormalised to sum 1). The result is the
-    iterate with the lowest ``L`` among ``x`` and the iterates that keep the clean prediction.
+    with ``h = Σ_c |a_c|`` normalised to sum 1 (``normalization="sum"``; the target too) or
+    divided by its maximum (``"max"``; the target to a maximum of 1, as the RobustAGA
+    reference code does), and ``D = ‖softmax f(x') − softmax f(x)‖²`` (``output="softmax"``)
+    or the mean squared logit difference ``(1/K) ‖f(x') − f(x)‖²`` (``"logits"``, the
+    reference's). The result is the iterate with the lowest ``L`` among ``x`` and the iterates
+    that keep the clean prediction (the reference keeps the last iterate). The reference's
+    settings: ``normalization="max", output="logits"``, 100 steps, ``learning_rate = 4ε/100``.
 
     Args:
       attribution_fn: As :func:`topk_attack`.
@@ -254,6 +270,8 @@ def targeted_manipulation(
       gamma: Weight ``γ ∈ [0, 1]`` of the map term.
       target_map: The target ``h_t``: ``[H, W]`` (shared; see :func:`frame_target`) or
         ``[B, H, W]``; or ``None`` to pass it to each call as ``h_target``.
+      normalization: ``"sum"`` or ``"max"``: how the maps and the target are normalised.
+      output: ``"softmax"`` or ``"logits"``: the output term ``D``.
       bounds: Valid input range ``(lo, hi)``, or ``None``.
 
     Returns:
@@ -268,10 +286,16 @@ def targeted_manipulation(
     References:
       Dombrowski et al., "Explanations can be manipulated and geometry is to blame",
       NeurIPS 2019.
+      Joo et al., "Towards more robust interpretation via local gradient alignment", AAAI
+      2023 (code: github.com/joshua840/RobustAGA, ``test_taps_saps.py``: the max-normalised
+      maps and the logit term).
     """
     epsilon, num_steps, bounds = _check_common(attribution_fn, epsilon, num_steps, bounds)
     learning_rate = checks.positive("learning_rate", learning_rate)
     gamma = checks.real("gamma", gamma, low=0.0, high=1.0)
+    normalization = checks.one_of("normalization", normalization, ("sum", "max"))
+    output = checks.one_of("output", output, ("softmax", "logits"))
+    norm_map = normalized_map if normalization == "sum" else _max_normalized_map
     opt = optax.adam(learning_rate)
     default_target = None if target_map is None else jnp.asarray(target_map)
 
@@ -293,13 +317,16 @@ def targeted_manipulation(
         h_t = jnp.asarray(target, h0.dtype)
         if h_t.shape not in (h0.shape, h0.shape[1:]):
             raise ValueError(f"h_target must be {h0.shape[1:]} or {h0.shape}, got {h_t.shape}")
-        h_t = normalized_map(jnp.broadcast_to(h_t, h0.shape)[..., None])
+        h_t = norm_map(jnp.broadcast_to(h_t, h0.shape)[..., None])
 
         def losses(model: ApplyFn, z: jax.Array) -> tuple[jax.Array, jax.Array]:
-            h = normalized_map(attribution_fn(model, params, z, y))
+            h = norm_map(attribution_fn(model, params, z, y))
             dist = jnp.sum(jnp.square(h - h_t), axis=tuple(range(1, h.ndim)))
-            p, p0 = (jax.nn.softmax(model(params, v), axis=-1) for v in (z, x))
-            out = jnp.sum(jnp.square(p - p0), axis=-1)
+            f, f0 = model(params, z), model(params, x)
+            if output == "softmax":
+                out = jnp.sum(jnp.square(jax.nn.softmax(f, -1) - jax.nn.softmax(f0, -1)), -1)
+            else:
+                out = jnp.mean(jnp.square(f - f0), axis=-1)
             return gamma * dist + (1.0 - gamma) * out, dist
 
         judge = functools.partial(losses, apply_fn)

@@ -52,6 +52,7 @@ from ._perturbation import occlusion, rise
 from ._regularized_adversarial import (
     l1_norm,
     regularized_adversarial,
+    soft_threshold,
     total_variation,
 )
 from ._relex import relex
@@ -100,6 +101,17 @@ EXPLAINERS.register(
     "regadv", regularized_adversarial, summary="regularized adversarial |delta|",
     epsilon=0.1, num_steps=20, l1=0.01, tv=0.01,
 )  # fmt: skip
+# The continuous variant: unit-L2 steps on the logit margin, L1 as a proximal step (exact
+# zeros, no tie of quantised |δ| values at the top of the map); the same λ1 and λTV.
+EXPLAINERS.register(
+    "regadv_l2", regularized_adversarial, summary="regularized adversarial |delta|, L2 steps",
+    epsilon=1.0, num_steps=20, norm="l2", loss="margin", l1=0.01, tv=0.01, proximal_l1=True,
+)  # fmt: skip
+EXPLAINERS.register(
+    "pgd_l2_perturbation", regularized_adversarial,
+    summary="|delta| of plain L2 PGD on the margin (control of regadv_l2)",
+    epsilon=1.0, num_steps=20, norm="l2", loss="margin", smoothing_sigma=None,
+)  # fmt: skip
 EXPLAINERS.register(
     "pgd_perturbation", regularized_adversarial, summary="|delta| of plain PGD (control)",
     epsilon=0.1, num_steps=20, smoothing_sigma=None,
@@ -135,6 +147,7 @@ __all__ = [
     "score_based",
     "smooth",
     "smooth_explainer",
+    "soft_threshold",
     "spatial_layers",
     "total_variation",
 ]

@@ -28,7 +28,7 @@ from jaxinterp.experiments.lab import Lab, Model, Table, collect
 from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.verdict import compare, gate
 
-__all__ = ["DEFAULT_GATES", "Claim", "claim_1", "claim_2", "run"]
+__all__ = ["DEFAULT_GATES", "Claim", "claim_1", "claim_2", "map_shape", "run"]
 
 Tables = dict[str, Table]
 Judged = tuple[list[dict[str, Any]], list[dict[str, Any]]]
@@ -126,6 +126,37 @@ def _fd_sensitivity_fn(features_fn: Callable, probes: int, sigma: float) -> Call
     return jax.jit(fn)
 
 
+def map_shape(grad: jax.Array, x: jax.Array, ink: float = 0.5) -> dict[str, jax.Array]:
+    """How a gradient map ``g`` looks next to its input ``x`` (``[B, H, W, C]`` each), ``[B]``:
+
+    * ``alignment``: ``|⟨g, x⟩| / (‖g‖ ‖x‖)``, Etmann et al.'s alignment of the gradient with
+      the image, normalised by ``‖x‖`` (robust models' gradients look like the input);
+    * ``ink share``: the share of ``Σ_c |g|`` on the pixels with ``max_c x > ink``;
+    * ``gini``: :func:`jaxinterp.metrics.gini` of ``|g|`` (higher is sparser).
+
+    References:
+      Etmann, Lunz, Maass, Schönlieb, "On the connection between adversarial robustness and
+      saliency map interpretability", ICML 2019.
+    """
+    h = jnp.sum(jnp.abs(grad), axis=-1)
+    on_ink = jnp.max(x, axis=-1) > ink
+    total = jnp.sum(h, axis=(1, 2))
+    share = jnp.sum(jnp.where(on_ink, h, 0.0), axis=(1, 2)) / jnp.where(total > 0, total, 1.0)
+    return {
+        "alignment": jnp.abs(metrics.cosine_similarity(grad, x)),
+        "ink share": share,
+        "gini": metrics.gini(grad),
+    }
+
+
+def _map_shape_columns(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The :func:`map_shape` means of ``m``'s gradient maps, as reported columns."""
+    g = lab.explain(m, "gradient", x, pred, lab.key(m, "explain"))
+    shape = map_shape(jnp.asarray(g), jnp.asarray(x))
+    return {f"gradient–input {k}" if k == "alignment" else f"gradient {k}": float(np.mean(v))
+            for k, v in shape.items()}  # fmt: skip
+
+
 def _measure_1(lab: Lab) -> Tables:
     names = ["standard", "pgd_at", "trades", "act_sens"]
     x, _, _ = lab.xy()
@@ -142,6 +173,7 @@ def _measure_1(lab: Lab) -> Tables:
             "RPS pearson": float(np.mean(v["rps/pearson"])),
             "max-sensitivity": float(np.mean(v["max_sensitivity/value"])),
             _TOPK: float(np.mean(v["topk_attack/topk_intersection"])),
+            **_map_shape_columns(lab, m, x, lab.predictions(m, x)),
         }
 
     table = collect(lab, names, measure)
@@ -247,6 +279,7 @@ def _measure_2(lab: Lab) -> Tables:
             **_rps_columns(lab, m, x, pred),
             "frame correlation, clean": float(np.mean(before)),
             "frame correlation gained by the manipulation": float(np.mean(after - before)),
+            **_map_shape_columns(lab, m, x, pred),
             "train step ms": 1e3 * _median_step_seconds(m, xb, yb),
         }
 

@@ -16,7 +16,7 @@ __all__ = ["FIGURE_METHODS", "figures", "markdown"]
 
 # The attribution grids show these methods for every model (BIG is left out: its boundary
 # search is the slowest attribution on a CPU; `jaxinterp explain --methods big` draws it).
-FIGURE_METHODS = ("gradient", "ig", "smoothgrad", "relex", "regadv")
+FIGURE_METHODS = ("gradient", "ig", "smoothgrad", "relex", "regadv_l2")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -93,6 +93,7 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
             num_samples=8,
             deletion_steps=16,
             ape_fraction=0.1,
+            manipulation_steps=100,
         )
     )
     s.gates = ml_collections.ConfigDict(dict(accuracy=0.8 if dataset != "cifar10" else 0.6))
@@ -169,6 +170,8 @@ def quick(study: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     s.num_figure_examples = min(s.num_figure_examples, 4)
     s.figure_models = ("standard",)
     s.eval.attack_steps = min(s.eval.attack_steps, 20)
+    if "manipulation_steps" in s.eval:
+        s.eval.manipulation_steps = min(s.eval.manipulation_steps, 50)
     s.gates.min_flipped = 30
     s.protocol.boundary_examples = min(s.protocol.boundary_examples, 30)
     s.protocol.cw_binary_search_steps = min(s.protocol.cw_binary_search_steps, 3)
