@@ -258,7 +258,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
         )
         state = training.replicate(training.create_train_state(params, tx, key=run_key), mesh)
-        latest, verified, held = ckpt.latest_step() or 0, None, []
+        latest, verified = ckpt.latest_step() or 0, None
+        held: list[str] = []  # lines about bad checkpoints, from the read-only check
         if saved is not None and latest and saved.get("num_steps") != config.num_steps:
             # What the run reached decides whether a new num_steps is allowed: the newest
             # checkpoint that reads back, found without moving anything (nothing may change).
