@@ -149,10 +149,13 @@ def map_shape(grad: jax.Array, x: jax.Array, ink: float = 0.5) -> dict[str, jax.
     }
 
 
-def _map_shape_columns(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """The :func:`map_shape` means of ``m``'s gradient maps, as reported columns."""
-    g = lab.explain(m, "gradient", x, pred, lab.key(m, "explain"))
-    shape = map_shape(jnp.asarray(g), jnp.asarray(x))
+def _gradient_map(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    return lab.explain(m, "gradient", x, pred, lab.key(m, "explain"))
+
+
+def _map_shape_columns(grad: np.ndarray, x: np.ndarray) -> dict[str, float]:
+    """The :func:`map_shape` means of gradient maps ``grad`` of ``x``, as reported columns."""
+    shape = map_shape(jnp.asarray(grad), jnp.asarray(x))
     return {f"gradient–input {k}" if k == "alignment" else f"gradient {k}": float(np.mean(v))
             for k, v in shape.items()}  # fmt: skip
 
@@ -173,7 +176,7 @@ def _measure_1(lab: Lab) -> Tables:
             "RPS pearson": float(np.mean(v["rps/pearson"])),
             "max-sensitivity": float(np.mean(v["max_sensitivity/value"])),
             _TOPK: float(np.mean(v["topk_attack/topk_intersection"])),
-            **_map_shape_columns(lab, m, x, lab.predictions(m, x)),
+            **_map_shape_columns(_gradient_map(lab, m, x, lab.predictions(m, x)), x),
         }
 
     table = collect(lab, names, measure)
@@ -271,7 +274,7 @@ def _measure_2(lab: Lab) -> Tables:
     def measure(m: Model) -> dict[str, float]:
         pred = lab.predictions(m, x)
         v = lab.values(m, ["gradient"], ["targeted_attack"])["gradient"]
-        clean = lab.explain(m, "gradient", x, pred, lab.key(m, "explain"))
+        clean = _gradient_map(lab, m, x, pred)
         before = metrics.pearson(metrics.heatmap(clean), jnp.broadcast_to(frame, clean.shape[:3]))
         after = v["targeted_attack/target_pearson"]
         return {
@@ -279,7 +282,7 @@ def _measure_2(lab: Lab) -> Tables:
             **_rps_columns(lab, m, x, pred),
             "frame correlation, clean": float(np.mean(before)),
             "frame correlation gained by the manipulation": float(np.mean(after - before)),
-            **_map_shape_columns(lab, m, x, pred),
+            **_map_shape_columns(clean, x),
             "train step ms": 1e3 * _median_step_seconds(m, xb, yb),
         }
 
