@@ -112,12 +112,17 @@ def _holding_tables() -> dict[int, dict]:
         ("regadv", 0.4, 0.5), ("pgd_perturbation", 0.2, 0.1), ("random", 0.0, 0.0),
     ]}  # fmt: skip
     m5["attack"] = {"PGD success (standard)": _seeds(0.9)}
+    loc5 = {n: {dg: _seeds(v)} for n, v in [
+        ("regadv_l2", 0.7), ("pgd_l2_perturbation", 0.55), ("gradient", 0.6), ("random", 0.5),
+        ("input |x|", 0.5),
+    ]}  # fmt: skip
+    loc5["model"] = {"accuracy": _seeds(0.9)}
     return {
         1: {"models": m1},
         2: {"models": m2},
         3: {"models": m3, "distractor canvas (standard model)": loc},
         4: {"attack": a4, "methods": m4},
-        5: {"methods": m5},
+        5: {"methods": m5, "distractor canvas (standard model)": loc5},
     }
 
 
@@ -128,7 +133,7 @@ SWAPS = {
     2: ("models", "lga", "standard"),
     3: ("models", "pgd_at", "standard"),
     4: ("methods", "relex", "gradient"),
-    5: ("methods", "regadv_l2", "gradient"),
+    5: (("methods", "distractor canvas (standard model)"), "regadv_l2", "gradient"),
 }
 BREAK = {
     1: ("models", "pgd_at", "robust accuracy", 0.15),  # PGD-AT not robust
@@ -147,14 +152,15 @@ def test_each_claim_holds_flips_when_swapped_and_is_inconclusive_when_a_gate_fai
     assert checks and all(g["passed"] for g in gates), gates
     assert {c["verdict"] for c in checks} == {"holds"}, [c["check"] for c in checks]
     # Swap the two compared rows: the checks between them now fail beyond the noise.
-    name, a, b = SWAPS[claim_id]
+    names, a, b = SWAPS[claim_id]
     swapped = copy.deepcopy(tables)
-    for col in set(swapped[name][a]) & set(swapped[name][b]):
-        if col not in ("accuracy", "robust accuracy", "boundary found"):
-            swapped[name][a][col], swapped[name][b][col] = (
-                tables[name][b][col],
-                tables[name][a][col],
-            )
+    for name in [names] if isinstance(names, str) else names:
+        for col in set(swapped[name][a]) & set(swapped[name][b]):
+            if col not in ("accuracy", "robust accuracy", "boundary found"):
+                swapped[name][a][col], swapped[name][b][col] = (
+                    tables[name][b][col],
+                    tables[name][a][col],
+                )
     _, after = claim.judge(swapped, G)
     flipped = [c for c in after if f"{a} (" in c["check"] and f"{b} (" in c["check"]]
     assert flipped and all(c["verdict"] == "does not hold" for c in flipped), after
@@ -165,6 +171,25 @@ def test_each_claim_holds_flips_when_swapped_and_is_inconclusive_when_a_gate_fai
     gates, after = claim.judge(broken, G)
     assert not all(g["passed"] for g in gates)
     assert any(c["verdict"] == "inconclusive" and "gate failed" in c["reason"] for c in after)
+
+
+def test_claim_5_canvas_checks_hang_on_the_canvas_gates_alone():
+    tables = _holding_tables()[5]
+    canvas = "distractor canvas (standard model)"
+    _, checks = CLAIMS[5].judge(tables, G)
+    on_canvas = [c for c in checks if c["check"].startswith("distractor game")]
+    assert len(on_canvas) == 2 and len(checks) == 6
+    # |x| off chance: the canvas checks become inconclusive, the APE / coherence ones hold.
+    broken = copy.deepcopy(tables)
+    broken[canvas]["input |x|"]["distractor game"] = _seeds(0.7)
+    gates, after = CLAIMS[5].judge(broken, G)
+    assert [g["passed"] for g in gates].count(False) == 1
+    for c in after:
+        canvas_check = c["check"].startswith("distractor game")
+        assert c["verdict"] == ("inconclusive" if canvas_check else "holds"), c
+    # Without the canvas (no localisation dataset) the claim is judged on the rest.
+    _, rest = CLAIMS[5].judge({"methods": tables["methods"]}, G)
+    assert len(rest) == 4 and {c["verdict"] for c in rest} == {"holds"}
 
 
 def test_map_shape_columns():

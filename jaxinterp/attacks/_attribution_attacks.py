@@ -19,6 +19,7 @@ import optax
 from jaxinterp.core import checks
 from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.ops import (
+    max_normalized_map,
     normalized_map,
     per_example,
     project_ball,
@@ -64,15 +65,6 @@ def frame_target(shape: tuple[int, int], width: int = 1) -> jax.Array:
     m = np.ones((h, w), np.float32)
     m[width:-width, width:-width] = 0.0
     return jnp.asarray(m / m.sum())
-
-
-def _max_normalized_map(attribution: jax.Array) -> jax.Array:
-    """``h = Σ_c |a_c| / max Σ_c |a_c|`` per example: ``[B, H, W, C] -> [B, H, W]``, its
-    largest value 1 (an all-zero map stays zero)."""
-    h = jnp.abs(attribution)
-    h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
-    top = jnp.max(h, axis=tuple(range(1, h.ndim)), keepdims=True)
-    return h / jnp.where(top > 0, top, 1.0)
 
 
 def _setup(
@@ -295,7 +287,7 @@ def targeted_manipulation(
     gamma = checks.real("gamma", gamma, low=0.0, high=1.0)
     normalization = checks.one_of("normalization", normalization, ("sum", "max"))
     output = checks.one_of("output", output, ("softmax", "logits"))
-    norm_map = normalized_map if normalization == "sum" else _max_normalized_map
+    norm_map = normalized_map if normalization == "sum" else max_normalized_map
     opt = optax.adam(learning_rate)
     default_target = None if target_map is None else jnp.asarray(target_map)
 

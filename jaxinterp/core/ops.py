@@ -23,6 +23,7 @@ __all__ = [
     "gaussian_smoothing",
     "descending_ranks",
     "l2_norm",
+    "max_normalized_map",
     "normalized_map",
     "per_example",
     "project_ball",
@@ -113,6 +114,15 @@ def normalized_map(attribution: jax.Array) -> jax.Array:
     h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
     total = jnp.sum(h, axis=tuple(range(1, h.ndim)), keepdims=True)
     return h / jnp.where(total > 0, total, 1.0)
+
+
+def max_normalized_map(attribution: jax.Array) -> jax.Array:
+    """``h = Σ_c |a_c| / max Σ_c |a_c|`` per example: ``[B, H, W, C] -> [B, H, W]``, its
+    largest value 1 (channels as :func:`normalized_map`; an all-zero map stays zero)."""
+    h = jnp.abs(attribution)
+    h = jnp.sum(h, axis=-1) if h.ndim > 2 else h
+    top = jnp.max(h, axis=tuple(range(1, h.ndim)), keepdims=True)
+    return h / jnp.where(top > 0, top, 1.0)
 
 
 def tie_order(key: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:

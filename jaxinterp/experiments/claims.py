@@ -56,6 +56,8 @@ class Claim:
     statement: str
     measure: Callable[[Lab], Tables]
     judge: Callable[[Tables, Mapping[str, float]], Judged]
+    localisation: bool = False
+    """Whether it measures on the distractor canvas (its models are then trained)."""
 
 
 def _cell(values: list[float]) -> str:

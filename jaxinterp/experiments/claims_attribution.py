@@ -16,7 +16,7 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
-from jaxinterp.experiments.lab import Lab, Model, collect, mean_where
+from jaxinterp.experiments.lab import Lab, Model, Table, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
 __all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5"]
@@ -103,14 +103,60 @@ def _consistency(maps: list[np.ndarray], k: int, key: jax.Array) -> np.ndarray:
     return np.mean(np.asarray(vals), axis=0)
 
 
-def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict[str, float]]:
-    """Rows ``{method: {"distractor game", "consistency"}}`` on the distractor canvas."""
+# --- The distractor canvas (claims 3 and 5) -----------------------------------------------
+
+_DG = "distractor game"
+_CANVAS = "distractor canvas (standard model)"
+
+
+def _canvas_xy(lab: Lab) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The canvas test examples and their boxes; refuses a dataset without a distractor."""
     assert lab.localisation_test is not None
     x, _, ex = lab.xy(lab.localisation_test)
     if "distractor_bbox" not in ex:
-        raise ValueError(
-            "claim 3's localisation needs a dataset with a distractor box (mnist_canvas)"
-        )
+        raise ValueError("the distractor game needs a dataset with a distractor box (mnist_canvas)")
+    return x, ex
+
+
+def _games(maps: Mapping[str, Any], ex: Mapping[str, Any]) -> dict[str, float]:
+    """Mean distractor-game score of each map, ``{name: D}`` (0.5 is chance)."""
+    return {
+        n: float(np.mean(metrics.distractor_game(a, ex["bbox"], ex["distractor_bbox"])))
+        for n, a in maps.items()
+    }
+
+
+def _per_canvas_model(
+    lab: Lab, rows_fn: Callable[[Model], dict[str, dict[str, float]]]
+) -> dict[str, dict[str, list[float]]]:
+    """``rows_fn`` of each seed's canvas model, as a table of per-seed values (with the
+    model's accuracy in row ``"model"``)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for seed, m in lab.localisation.items():
+        lab.log(f"  canvas model (seed {seed})")
+        rows = {**rows_fn(m), "model": {"accuracy": m.accuracy}}
+        for row, cols in rows.items():
+            for col, v in cols.items():
+                table.setdefault(row, {}).setdefault(col, []).append(float(v))
+    return table
+
+
+def _canvas_gates(loc: Table, g: Mapping[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The canvas's gates: the input-only map ``|x|`` at chance, and the model's accuracy."""
+    chance = gate(
+        "input |x| at chance on the distractor game (|D − 0.5|)",
+        abs(_mean(loc, "input |x|", _DG) - 0.5),
+        g["chance_tolerance"],
+        at_least=False,
+    )
+    acc = gate("accuracy of the canvas model", _mean(loc, "model", "accuracy"),
+               g["localisation_accuracy"])  # fmt: skip
+    return chance, acc
+
+
+def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict[str, float]]:
+    """Rows ``{method: {"distractor game", "consistency"}}`` on the distractor canvas."""
+    x, ex = _canvas_xy(lab)
     pred = lab.predictions(m, x)
     key = lab.key(m, "localisation")
     logits = np.asarray(m.apply_fn(m.params, x))
@@ -139,16 +185,11 @@ def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict
         "random map": lab.explain(m, "random", x, pred, key),
         "input |x|": np.abs(x),
     }
-    game = {
-        n: float(np.mean(metrics.distractor_game(a, ex["bbox"], ex["distractor_bbox"])))
-        for n, a in maps.items()
-    }
     k = max(1, round(lab.settings.topk_fraction * x.shape[1] * x.shape[2]))
-    rows = {n: {"distractor game": v} for n, v in game.items()}
+    rows: dict[str, dict[str, float]] = {n: {_DG: v} for n, v in _games(maps, ex).items()}
     rows["BIG"]["consistency (3 boundary points)"] = mean_where(_consistency(big, k, key), ok)
     rows["IG (black)"]["consistency (3 baselines)"] = float(np.mean(_consistency(ig_maps, k, key)))
     rows["BIG"]["targeted boundary found"] = float(np.mean(ok))
-    rows["model"] = {"accuracy": m.accuracy}
     return rows
 
 
@@ -196,13 +237,7 @@ def _measure_3(lab: Lab) -> Tables:
     tables = {"models": collect(lab, ["standard", "pgd_at", "trades"], measure)}
     if lab.localisation and lab.localisation_test is not None:
         mean_canvas = np.mean(np.asarray(lab.localisation_test.images), axis=0)
-        loc: dict[str, dict[str, list[float]]] = {}
-        for seed, m in lab.localisation.items():
-            lab.log(f"  localisation model (seed {seed})")
-            for row, cols in _localisation(lab, m, mean_canvas).items():
-                for col, v in cols.items():
-                    loc.setdefault(row, {}).setdefault(col, []).append(float(v))
-        tables["distractor canvas (standard model)"] = loc
+        tables[_CANVAS] = _per_canvas_model(lab, lambda m: _localisation(lab, m, mean_canvas))
     return tables
 
 
@@ -230,22 +265,11 @@ def _judge_3(tables: Tables, g: Mapping[str, float]) -> Judged:
                 gates=[robust, *found],
             )
         )
-    loc = tables.get("distractor canvas (standard model)")
+    loc = tables.get(_CANVAS)
     if loc:
-        dg = "distractor game"
+        dg = _DG
         half = [0.5] * len(loc["input |x|"][dg])
-        off = abs(_mean(loc, "input |x|", dg) - 0.5)
-        chance = gate(
-            "input |x| at chance on the distractor game (|D − 0.5|)",
-            off,
-            g["chance_tolerance"],
-            at_least=False,
-        )
-        acc = gate(
-            "accuracy of the canvas model",
-            _mean(loc, "model", "accuracy"),
-            g["localisation_accuracy"],
-        )
+        chance, acc = _canvas_gates(loc, g)
         targeted = gate(
             "targeted boundary points found",
             _mean(loc, "BIG", "targeted boundary found"),
@@ -294,6 +318,7 @@ claim_3 = Claim(
     "toward the boundary for robust models.",
     _measure_3,
     _judge_3,
+    localisation=True,
 )
 
 
@@ -433,6 +458,7 @@ claim_4 = Claim(
 _C5_METHODS = ("regadv_l2", "pgd_l2_perturbation", "gradient", "regadv", "pgd_perturbation",
                "random")  # fmt: skip
 _COH = "spatial coherence"
+_C5_CANVAS = ("regadv_l2", "pgd_l2_perturbation", "gradient", "random")
 
 
 @functools.lru_cache(maxsize=16)
@@ -493,7 +519,19 @@ def _measure_5(lab: Lab) -> Tables:
         for row, cols in measure(lab.models[("standard", seed)]).items():
             for col, v in cols.items():
                 table.setdefault(row, {}).setdefault(col, []).append(v)
-    return {"methods": table}
+    tables = {"methods": table}
+    if lab.localisation and lab.localisation_test is not None:
+        tables[_CANVAS] = _per_canvas_model(lab, lambda m: _canvas_5(lab, m))
+    return tables
+
+
+def _canvas_5(lab: Lab, m: Model) -> dict[str, dict[str, float]]:
+    """Distractor-game rows of claim 5's maps on the canvas (one key for every method)."""
+    x, ex = _canvas_xy(lab)
+    pred, key = lab.predictions(m, x), lab.key(m, "maps")
+    maps = {n: lab.explain(m, n, x, pred, key) for n in _C5_CANVAS}
+    maps["input |x|"] = np.abs(x)
+    return {n: {_DG: v} for n, v in _games(maps, ex).items()}
 
 
 def _judge_5(tables: Tables, g: Mapping[str, float]) -> Judged:
@@ -509,19 +547,28 @@ def _judge_5(tables: Tables, g: Mapping[str, float]) -> Judged:
         g["chance_tolerance"],
         at_least=False,
     )
-    checks = []
-    for col, gates in (("APE − random top-10%", [success]), (_COH, [noise])):
+    gates, checks = [success, noise], []
+    columns: list[tuple[Table, str, list[dict[str, Any]]]] = [
+        (t, "APE − random top-10%", [success]),
+        (t, _COH, [noise]),
+    ]
+    loc = tables.get(_CANVAS)
+    if loc:
+        canvas = list(_canvas_gates(loc, g))
+        gates += canvas
+        columns.append((loc, _DG, canvas))
+    for table, col, needs in columns:
         for other in _C5_METHODS[1:3]:
             checks.append(
                 compare(
                     col,
-                    ("regadv_l2", t["regadv_l2"][col]),
-                    (other, t[other][col]),
+                    ("regadv_l2", table["regadv_l2"][col]),
+                    (other, table[other][col]),
                     higher=True,
-                    gates=gates,
+                    gates=needs,
                 )
             )
-    return [success, noise], checks
+    return gates, checks
 
 
 claim_5 = Claim(
@@ -530,10 +577,12 @@ claim_5 = Claim(
     "Regularized adversarial maps (continuous: unit-L2 steps on the margin, proximal L1) "
     "name pixels whose attack lowers the logit margin more than a random map's (APE on the "
     "margin, ties broken at random) by more than the plain L2 PGD perturbation and gradient "
-    "maps do, and are more spatially coherent (1 − TV / TV of the shuffled map); the signed "
-    "L∞ pair is reported beside them.",
+    "maps do, are more spatially coherent (1 − TV / TV of the shuffled map), and put more of "
+    "their mass on the digit than on a look-alike distractor; the signed L∞ pair is reported "
+    "beside them.",
     _measure_5,
     _judge_5,
+    localisation=True,
 )
 
 

@@ -107,7 +107,7 @@ def reproduce(
             trained[(name, int(seed))] = _train(cfg, os.path.join(out, "models", f"{name}_s{seed}"))
     localisation = {}
     loc_test = None
-    if s.localisation_dataset and 3 in ids:
+    if s.localisation_dataset and any(CLAIMS[i].localisation for i in ids):
         _log(f"training the localisation model on {s.localisation_dataset}")
         for seed in s.seeds:
             cfg = study.model_config(s, "standard", seed, localisation=True)

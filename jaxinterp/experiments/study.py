@@ -27,8 +27,8 @@ def study_config(dataset: str = "mnist5k") -> ml_collections.ConfigDict:
 
     Fields:
       dataset: Training and evaluation data of the six models.
-      localisation_dataset: A dataset with a digit box and a distractor box for claim 3's
-        localisation part (``""``: none, that part is then not measured).
+      localisation_dataset: A dataset with a digit box and a distractor box for the distractor
+        game of claims 3 and 5 (``""``: none, that part is then not measured).
       seeds: One model per experiment and seed; a check needs >= 3 seeds to be decided.
       model, model_kwargs: Another architecture for every model (e.g. a small MLP for a smoke
         test); ``""`` keeps the experiment configs' softplus CNN.

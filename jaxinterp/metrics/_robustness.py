@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.ops import chunked_map, flat, per_example, row_sum, safe_div
+from jaxinterp.core.ops import chunked_map, max_normalized_map, row_sum, safe_div
 
 from ._common import nan_where_invalid
 from ._similarity import SIMILARITIES
@@ -43,15 +43,7 @@ def heatmap(attribution: jax.typing.ArrayLike) -> jax.Array:
       alignment", AAAI 2023.
     """
     a = checks.array(attribution, "attribution", cast=True)
-    return nan_where_invalid(a, _heatmap(a))
-
-
-@jax.jit
-def _heatmap(a: jax.Array) -> jax.Array:
-    h = jnp.abs(a)
-    h = jnp.sum(h, axis=-1) if h.ndim >= 3 else h
-    peak = jnp.max(flat(h), axis=1)
-    return safe_div(h, per_example(peak, h.ndim))
+    return nan_where_invalid(a, max_normalized_map(a))
 
 
 def _check_explanation(explain_fn: Any, x: jax.Array) -> jax.Array:
