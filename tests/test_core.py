@@ -260,3 +260,20 @@ def test_ties_are_broken_at_random_never_by_index():
     # Two identical constant maps: their top sets are drawn independently.
     inter = topk_intersection(flat_map, flat_map, 16, key=jax.random.PRNGKey(0))
     assert float(inter[0]) < 1.0
+
+
+def test_max_normalized_map_sums_channels_peaks_at_one_and_keeps_zero_maps_zero():
+    from jaxinterp.core.ops import max_normalized_map
+
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 5, 2)), jnp.float32)
+    a = a.at[2].set(0.0)
+    h = jax.jit(max_normalized_map)(a)
+    assert h.shape == (3, 4, 5)
+    s = jnp.sum(jnp.abs(a), axis=-1)
+    np.testing.assert_allclose(h[:2], s[:2] / jnp.max(s[:2], axis=(1, 2), keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(jnp.max(h[:2], axis=(1, 2)), 1.0, rtol=1e-6)
+    assert float(jnp.max(jnp.abs(h[2]))) == 0.0
+    # [B, F] is not channel-summed; the gradient at an all-zero map is finite.
+    np.testing.assert_allclose(max_normalized_map(jnp.asarray([[1.0, -2.0]])), [[0.5, 1.0]])
+    g = jax.grad(lambda v: jnp.sum(max_normalized_map(v)))(jnp.zeros((1, 2, 2, 1)))
+    assert bool(jnp.all(jnp.isfinite(g)))
