@@ -91,7 +91,10 @@ def test_one_and_four_devices_agree():
     (p1, m1), (p4, m4) = results
     # float32 all-reduce order differs between 1 and 4 devices: agree to ~1e-6 relative.
     np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p4)
+    # Adam divides by sqrt(v): for a weight whose gradient is near round-off the reduction
+    # order can change its step (at most lr = 1e-3), so the params agree to 1% of one step
+    # (an AVX-512 CPU showed 2.3e-6 on 1 of 65,536 weights).
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), p1, p4)
 
 
 def test_combine_rejects_bad_weights():
