@@ -16,7 +16,7 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
-from jaxinterp.experiments.lab import Lab, Model, Table, collect, mean_where
+from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
 __all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5"]
@@ -126,18 +126,13 @@ def _games(maps: Mapping[str, Any], ex: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _per_canvas_model(
-    lab: Lab, rows_fn: Callable[[Model], dict[str, dict[str, float]]]
-) -> dict[str, dict[str, list[float]]]:
+def _per_canvas_model(lab: Lab, rows_fn: Callable[[Model], dict[str, dict[str, float]]]) -> Table:
     """``rows_fn`` of each seed's canvas model, as a table of per-seed values (with the
     model's accuracy in row ``"model"``)."""
-    table: dict[str, dict[str, list[float]]] = {}
+    table: Table = {}
     for seed, m in lab.localisation.items():
         lab.log(f"  canvas model (seed {seed})")
-        rows = {**rows_fn(m), "model": {"accuracy": m.accuracy}}
-        for row, cols in rows.items():
-            for col, v in cols.items():
-                table.setdefault(row, {}).setdefault(col, []).append(float(v))
+        append_rows(table, {**rows_fn(m), "model": {"accuracy": m.accuracy}})
     return table
 
 
@@ -267,8 +262,7 @@ def _judge_3(tables: Tables, g: Mapping[str, float]) -> Judged:
         )
     loc = tables.get(_CANVAS)
     if loc:
-        dg = _DG
-        half = [0.5] * len(loc["input |x|"][dg])
+        half = [0.5] * len(loc["input |x|"][_DG])
         chance, acc = _canvas_gates(loc, g)
         targeted = gate(
             "targeted boundary points found",
@@ -279,17 +273,17 @@ def _judge_3(tables: Tables, g: Mapping[str, float]) -> Judged:
         for a, b in (("BIG", "IG (black)"), ("BIG", "IG (mean canvas)"), ("BSM", "gradient")):
             checks.append(
                 compare(
-                    dg,
-                    (a, loc[a][dg]),
-                    (b, loc[b][dg]),
+                    _DG,
+                    (a, loc[a][_DG]),
+                    (b, loc[b][_DG]),
                     higher=True,
                     gates=[chance, acc] + ([targeted] if a == "BIG" else []),
                 )
             )
         checks.append(
             compare(
-                f"{dg} above chance",
-                ("BIG", loc["BIG"][dg]),
+                f"{_DG} above chance",
+                ("BIG", loc["BIG"][_DG]),
                 ("chance", half),
                 higher=True,
                 gates=[chance, acc, targeted],
@@ -513,12 +507,10 @@ def _measure_5(lab: Lab) -> Tables:
         rows["attack"] = {"PGD success (standard)": float(np.mean(lab.adversarial(m)["flipped"]))}
         return rows
 
-    table: dict[str, dict[str, list[float]]] = {}
+    table: Table = {}
     for seed in lab.seeds:
         lab.log(f"  standard (seed {seed})")
-        for row, cols in measure(lab.models[("standard", seed)]).items():
-            for col, v in cols.items():
-                table.setdefault(row, {}).setdefault(col, []).append(v)
+        append_rows(table, measure(lab.models[("standard", seed)]))
     tables = {"methods": table}
     if lab.localisation and lab.localisation_test is not None:
         tables[_CANVAS] = _per_canvas_model(lab, lambda m: _canvas_5(lab, m))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,7 +22,7 @@ from jaxinterp import attacks, attribution, data, metrics
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.evaluate import per_example
 
-__all__ = ["Lab", "Model", "collect"]
+__all__ = ["Lab", "Model", "append_rows", "collect"]
 
 Table = dict[str, dict[str, list[float]]]
 
@@ -205,14 +205,20 @@ class Lab:
         return out
 
 
+def append_rows(table: Table, rows: Mapping[str, Mapping[str, float]]) -> None:
+    """Appends one seed's ``{row: {column: value}}`` to ``table``'s per-seed lists."""
+    for row, cols in rows.items():
+        for col, v in cols.items():
+            table.setdefault(row, {}).setdefault(col, []).append(float(v))
+
+
 def collect(lab: Lab, names: Sequence[str], measure: Callable[[Model], dict[str, float]]) -> Table:
     """``{model name: {column: [value per seed]}}``."""
     out: Table = {}
     for name in names:
         for seed in lab.seeds:
             lab.log(f"  {name} (seed {seed})")
-            for col, v in measure(lab.models[(name, seed)]).items():
-                out.setdefault(name, {}).setdefault(col, []).append(float(v))
+            append_rows(out, {name: measure(lab.models[(name, seed)])})
     return out
 
 
