@@ -86,22 +86,27 @@ def host_memory_reused() -> bool:
     return _reused
 
 
-def _reuse_host_memory() -> bool:
-    """glibc's malloc keeps freed blocks for reuse (see the module docstring).
-
-    Returns:
-      ``True`` if glibc accepted every setting; ``False`` off Linux/glibc.
-    """
+def _glibc() -> bool:
+    """Whether this process runs on Linux with glibc (whose ``mallopt`` the setting uses)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        glibc = os.confstr("CS_GNU_LIBC_VERSION")
-        libc = ctypes.CDLL("libc.so.6") if glibc else None
-    except (OSError, ValueError):  # no such confstr name, or no glibc to load
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (OSError, ValueError):  # no such confstr name: not glibc
         return False
+
+
+def _reuse_host_memory() -> None:
+    """glibc's malloc keeps freed blocks for reuse (see the module docstring); off
+    Linux/glibc nothing changes. :func:`host_memory_reused` reports whether it took."""
     global _reused
-    _reused = libc is not None and all(libc.mallopt(k, v) == 1 for k, v in _REUSE)
-    return _reused
+    if not _glibc():
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    _reused = all(libc.mallopt(k, v) == 1 for k, v in _REUSE)
 
 
 def _backend_started() -> bool:

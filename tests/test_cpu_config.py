@@ -10,8 +10,17 @@ import pytest
 
 import jaxinterp
 from jaxinterp import cpu_flags
+from jaxinterp._cpu import _glibc
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
+def _fresh_stdout(code: str, *args: str) -> str:
+    """The stdout of ``python -c code *args`` in a fresh process without ``XLA_FLAGS``."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_flags_added_to_empty():
@@ -49,10 +58,7 @@ def test_fresh_process_gets_one_device_per_core_and_the_fusion_setting():
         "import os, jaxinterp; assert jaxinterp.configure_cpu(devices=3); import jax; "
         "print(jax.device_count(), os.environ['XLA_FLAGS'])"
     )
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.split(maxsplit=1)
+    out = _fresh_stdout(code).split(maxsplit=1)
     assert out[0] == "3" and YNN in out[1]
 
 
@@ -94,10 +100,7 @@ print(worst, float(np.max(np.abs(np.asarray(gk) - np.asarray(ref))) / np.max(np.
 
 
 def test_default_flags_compute_correct_values():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run(
-        [sys.executable, "-c", _NUMERICS], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _fresh_stdout(_NUMERICS).split()
     elementwise, conv_grad = float(out[0]), float(out[1])
     assert elementwise < 1e-5 and conv_grad < 1e-4
 
@@ -125,22 +128,10 @@ print(min(windows))
 """
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
-    reason="reuse_memory is a glibc malloc setting",
-)
+@pytest.mark.skipif(not _glibc(), reason="reuse_memory is a glibc malloc setting")
 def test_reuse_memory_stops_the_page_faults_of_every_call():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-
     def faults(reuse: bool) -> float:
-        out = subprocess.run(
-            [sys.executable, "-c", _FAULTS, str(int(reuse))],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return float(out.split()[-1])
+        return float(_fresh_stdout(_FAULTS, str(int(reuse))).split()[-1])
 
     without, with_reuse = faults(False), faults(True)
     # 34 MB is ~8,200 pages of 4 KiB: without the setting nearly all of them fault each call.
