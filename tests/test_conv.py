@@ -159,3 +159,48 @@ def test_loop_convolutions_ignores_entry_computation():
 
     w, x = jnp.ones((3, 3, 2, 4)), jnp.ones((1, 5, 5, 2))
     assert models.loop_convolutions(jax.jit(grad_once).lower(w, x).compile().as_text()) == []
+
+
+# --- Structure: kernel gradients transpose stored arrays, not fused producers. --------------
+
+
+def test_kernel_gradients_transpose_stored_arrays(cnn_setup):
+    build, params, x, y = cnn_setup
+
+    def fused(conv):
+        apply_fn = build[conv].apply_fn
+        loss = lambda p: jnp.mean(training.cross_entropy(apply_fn(p, x), y))  # noqa: E731
+        return models.fused_conv_transposes(
+            jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+        )
+
+    assert fused(models.loop_safe_conv) == []
+    # The check can fail: XLA fuses the softplus tail into the plain convolution's transposes.
+    assert fused(lax.conv_general_dilated)
+
+
+@pytest.mark.parametrize(
+    "dn",
+    [
+        ("NCHW", "OIHW", "NCHW"),
+        ("NHWC", "OIHW", "NCHW"),
+        ("NCW", "WIO", "NWC"),
+        ("NDHWC", "DHWIO", "NDHWC"),
+    ],
+)
+def test_any_layout_equals_plain_conv_float64(dn):
+    spatial = len(dn[0]) - 2
+    k = jax.random.split(jax.random.PRNGKey(3), 2)
+    shape = {"N": 2, "C": 3, "H": 5, "W": 6, "D": 4}
+    x = jax.random.normal(k[0], tuple(shape[c] for c in dn[0]), jnp.float64)
+    w = jax.random.normal(k[1], tuple({"O": 4, "I": 3}.get(c, 3) for c in dn[1]), jnp.float64)
+
+    def f(conv):
+        def loss(x, w):
+            out = conv(x, w, (1,) * spatial, "SAME", dimension_numbers=dn)
+            return jnp.sum(jnp.tanh(out) ** 2)
+
+        return jax.jit(lambda x, w: (loss(x, w), jax.grad(loss, (0, 1))(x, w)))
+
+    want, got = f(lax.conv_general_dilated)(x, w), f(models.loop_safe_conv)(x, w)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), want, got)

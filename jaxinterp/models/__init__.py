@@ -16,7 +16,7 @@ from jaxinterp.models.activations import (
 )
 from jaxinterp.models.adapters import from_equinox, from_haiku, from_nnx
 from jaxinterp.models.cnn import LeNet
-from jaxinterp.models.conv import loop_convolutions, loop_safe_conv
+from jaxinterp.models.conv import fused_conv_transposes, loop_convolutions, loop_safe_conv
 from jaxinterp.models.mlp import MLP
 from jaxinterp.models.model import (
     MODELS,
@@ -55,6 +55,7 @@ __all__ = [
     "from_nnx",
     "get_activation",
     "get_model",
+    "fused_conv_transposes",
     "loop_convolutions",
     "loop_safe_conv",
     "softplus_beta",
