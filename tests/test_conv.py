@@ -91,6 +91,12 @@ def test_flax_module_opts_in_with_the_same_values():
 # --- Structure: no slow (non-canonical) convolution inside a while body. ---------------------
 
 
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
 @pytest.fixture(scope="module")
 def cnn_setup():
     x = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 3))
@@ -188,7 +194,7 @@ def test_kernel_gradients_transpose_stored_arrays(cnn_setup):
         ("NDHWC", "DHWIO", "NDHWC"),
     ],
 )
-def test_any_layout_equals_plain_conv_float64(dn):
+def test_any_layout_equals_plain_conv_float64(dn, x64):
     spatial = len(dn[0]) - 2
     k = jax.random.split(jax.random.PRNGKey(3), 2)
     shape = {"N": 2, "C": 3, "H": 5, "W": 6, "D": 4}
@@ -203,4 +209,37 @@ def test_any_layout_equals_plain_conv_float64(dn):
         return jax.jit(lambda x, w: (loss(x, w), jax.grad(loss, (0, 1))(x, w)))
 
     want, got = f(lax.conv_general_dilated)(x, w), f(models.loop_safe_conv)(x, w)
+    assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(got))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), want, got)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(padding="SAME"),
+        dict(padding="VALID"),
+        dict(padding=((2, 0), (1, 3)), rhs_dilation=(2, 1)),
+        dict(padding=((-1, 1), (1, 1))),
+    ],
+)
+def test_few_output_convolution_equals_plain_conv_float64(kw, x64):
+    # 2 outputs x 9 taps <= 20 inputs: lowered as one matrix product and a shifted sum.
+    k = jax.random.split(jax.random.PRNGKey(4), 4)
+    x = jax.random.normal(k[0], (2, 7, 6, 20), jnp.float64)
+    w = jax.random.normal(k[1], (3, 3, 20, 2), jnp.float64)
+    vx = jax.random.normal(k[2], x.shape, jnp.float64)
+    vw = jax.random.normal(k[3], w.shape, jnp.float64)
+
+    def fns(conv):
+        def f(x, w):
+            return jnp.sum(jnp.tanh(conv(x, w, (1, 1), dimension_numbers=DN, **kw)) ** 2)
+
+        return jax.jit(
+            lambda x, w: (f(x, w), jax.grad(f, (0, 1))(x, w), jax.jvp(f, (x, w), (vx, vw)))
+        )
+
+    want, got = fns(lax.conv_general_dilated)(x, w), fns(models.loop_safe_conv)(x, w)
+    assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(got))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11), want, got)
+    text = jax.jit(lambda x, w: models.loop_safe_conv(x, w, (1, 1), dimension_numbers=DN, **kw))
+    assert "convolution(" not in text.lower(x, w).compile().as_text()  # the path was taken

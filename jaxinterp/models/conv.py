@@ -43,6 +43,8 @@ References:
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -140,6 +142,56 @@ def _materialized_transpose(x: jax.Array, perm: Sequence[int]) -> jax.Array:
     return lax.cond(first == first, transpose, transpose, x)
 
 
+def _few_outputs(rhs: jax.Array, params: dict[str, Any]) -> bool:
+    """Whether a canonical convolution has so few outputs per input feature (``O * K <= C``
+    for ``K > 1`` kernel taps, stride 1, no input dilation, no groups) that
+    :func:`_shift_add` computes it faster: the input gradient of a first layer on RGB
+    images (``C = 32`` features in, ``O = 3`` out, ``K = 9``)."""
+    *taps, c, o = rhs.shape
+    k = math.prod(taps)
+    plain = all(v == 1 for v in (*params["window_strides"], *(params["lhs_dilation"] or ())))
+    groups = params["feature_group_count"] == params["batch_group_count"] == 1
+    return plain and groups and k > 1 and o * k <= c
+
+
+def _shift_add(lhs: jax.Array, rhs: jax.Array, params: dict[str, Any]) -> jax.Array:
+    """A canonical stride-1 convolution as one matrix product and a shifted sum.
+
+    ``z = lhs @ rhs`` (``C -> K * O`` features per position); ``out`` is the sum, over the
+    kernel taps ``k``, of the padded ``z`` shifted by ``k``'s offset, at tap ``k``. XLA:CPU
+    runs a convolution with 3 outputs as a matrix product 3 wide; this product is ``K * O``
+    wide, and the sum is one fused pass over ``z``.
+    """
+    *taps, c, o = rhs.shape
+    n_sp = len(taps)
+    w = lax.reshape(lax.transpose(rhs, (n_sp, *range(n_sp), n_sp + 1)), (c, math.prod(taps) * o))
+    z = lax.dot_general(
+        lhs,
+        w,
+        (((lhs.ndim - 1,), (0,)), ((), ())),
+        precision=params["precision"],
+        preferred_element_type=params["preferred_element_type"],
+    )
+    # Padding z rather than lhs: XLA fuses it into the shifted sum instead of copying lhs.
+    z = lax.reshape(z, (*lhs.shape[:-1], math.prod(taps), o))
+    pads = [(0, 0, 0), *((lo, hi, 0) for lo, hi in params["padding"]), (0, 0, 0), (0, 0, 0)]
+    z = lax.pad(z, lax.full((), 0, z.dtype), pads)
+    dilation = params["rhs_dilation"] or (1,) * n_sp
+    size = [z.shape[1 + i] - (taps[i] - 1) * dilation[i] for i in range(n_sp)]
+    out = None
+    for flat, tap in enumerate(itertools.product(*map(range, taps))):
+        start = (0, *(t * d for t, d in zip(tap, dilation, strict=True)), flat, 0)
+        limit = (
+            lhs.shape[0],
+            *(s + n for s, n in zip(start[1:-2], size, strict=True)),
+            flat + 1,
+            o,
+        )
+        piece = lax.reshape(lax.slice(z, start, limit), (lhs.shape[0], *size, o))
+        out = piece if out is None else out + piece
+    return out
+
+
 def _lower(lhs: jax.Array, rhs: jax.Array, **params: Any) -> jax.Array:
     """The convolution as XLA:CPU's canonical one (``b01f``, ``01io`` -> ``b01f``).
 
@@ -157,7 +209,12 @@ def _lower(lhs: jax.Array, rhs: jax.Array, **params: Any) -> jax.Array:
     dn = lax.ConvDimensionNumbers(
         (0, n - 1, *spatial), (n - 1, n - 2, *range(n - 2)), (0, n - 1, *spatial)
     )
-    out = conv_p.bind(lhs, rhs, **{**params, "dimension_numbers": dn})
+    params = {**params, "dimension_numbers": dn}
+    out = (
+        _shift_add(lhs, rhs, params)
+        if _few_outputs(rhs, params)
+        else conv_p.bind(lhs, rhs, **params)
+    )
     order = (out_spec[0], *out_spec[2:], out_spec[1])
     return lax.transpose(out, tuple(int(i) for i in np.argsort(order)))
 
