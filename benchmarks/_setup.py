@@ -42,12 +42,20 @@ def random_batch(batch_size: int, input_shape: tuple[int, ...], seed: int = 0) -
 
 
 class Setup:
-    """A softplus model, its params, an Adam optimizer, a train state and a random batch."""
+    """A model (softplus unless told), its params, an Adam optimizer, a train state and a
+    random batch."""
 
-    def __init__(self, model_name: str, batch_size: int, input_shape: tuple[int, ...]):
+    def __init__(
+        self,
+        model_name: str,
+        batch_size: int,
+        input_shape: tuple[int, ...],
+        activation: str = "softplus",
+    ):
         self.model_name = model_name
+        self.activation = activation
         self.model = models.get_model(
-            model_name, num_classes=NUM_CLASSES, activation="softplus", beta=BETA
+            model_name, num_classes=NUM_CLASSES, activation=activation, beta=BETA
         )
         self.batch = random_batch(batch_size, input_shape)
         self.params = jax.jit(self.model.init)(jax.random.PRNGKey(0), self.batch["image"][:1])
@@ -59,6 +67,7 @@ class Setup:
         image = self.batch["image"]
         return {
             "model": self.model_name,
+            "activation": self.activation,
             "batch_size": int(image.shape[0]),
             "input_shape": list(image.shape[1:]),
         }

@@ -30,6 +30,16 @@ def test_train_step_benchmark_quick(tmp_path, capsys):
     assert saved["machine"]["backend"] == "cpu" and len(saved["results"]) == 1
 
 
+def test_train_step_benchmark_softplus_over_relu(capsys):
+    argv = ["--quick", "--models", "mlp", "--activations", "relu,softplus"]
+    rows = train_step.main(argv)
+    assert [r["activation"] for r in rows] == ["relu", "softplus"]
+    assert rows[0]["ratio_to_relu"] == 1.0 and rows[1]["ratio_to_relu"] > 0
+    assert "| time / ReLU step |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train_step.main(["--quick", "--models", "mlp", "--activations", "tanh"])
+
+
 def test_regularizers_benchmark_quick(tmp_path, capsys):
     out = tmp_path / "reg.json"
     # One impl keeps the smoke test short; every penalty the targets name must be present.
