@@ -184,7 +184,7 @@ def _shift_add(lhs: jax.Array, rhs: jax.Array, params: dict[str, Any]) -> jax.Ar
     z = lax.pad(z, lax.full((), 0, z.dtype), pads)
     dilation = params["rhs_dilation"] or (1,) * n_sp
     size = [z.shape[1 + i] - (taps[i] - 1) * dilation[i] for i in range(n_sp)]
-    out = None
+    pieces = []
     for flat, tap in enumerate(itertools.product(*map(range, taps))):
         start = (0, *(t * d for t, d in zip(tap, dilation, strict=True)), flat, 0)
         limit = (
@@ -193,9 +193,8 @@ def _shift_add(lhs: jax.Array, rhs: jax.Array, params: dict[str, Any]) -> jax.Ar
             flat + 1,
             o,
         )
-        piece = lax.reshape(lax.slice(z, start, limit), (lhs.shape[0], *size, o))
-        out = piece if out is None else out + piece
-    return out
+        pieces.append(lax.reshape(lax.slice(z, start, limit), (lhs.shape[0], *size, o)))
+    return functools.reduce(lax.add, pieces)
 
 
 def _lower(lhs: jax.Array, rhs: jax.Array, **params: Any) -> jax.Array:
