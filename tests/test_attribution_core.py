@@ -212,6 +212,50 @@ def test_chunked_matches_unchunked_with_less_memory():
     assert temp_chunked < temp_full / 3, (temp_chunked, temp_full)
 
 
+def test_auto_chunk_size_bounds_the_examples_of_a_pass():
+    from jaxinterp.core.ops import AUTO_CHUNK_EXAMPLES, auto_chunk_size
+
+    assert auto_chunk_size(32, 128, backend="cpu") == 4  # 8 passes of 512
+    assert auto_chunk_size(4, 128, backend="cpu") is None  # 512: one pass
+    assert auto_chunk_size(32, 128, backend="gpu") is None  # accelerators: one pass
+    assert auto_chunk_size(3, 2048, backend="cpu") == 1  # one point is already too many
+    for n in (2, 7, 25, 32, 50, 101):
+        for e in (1, 3, 16, 100, 128, 500, 513):
+            c = auto_chunk_size(n, e, backend="cpu")
+            if n * e <= AUTO_CHUNK_EXAMPLES:
+                assert c is None
+            else:
+                assert 1 <= c < n and (c * e <= AUTO_CHUNK_EXAMPLES or c == 1), (n, e, c)
+                # Balanced: no more passes than the bound needs.
+                assert -(-n // c) == -(-n // max(1, AUTO_CHUNK_EXAMPLES // e)), (n, e, c)
+
+
+def test_ig_without_chunk_size_runs_bounded_passes_on_cpu_with_the_same_values():
+    assert jax.default_backend() == "cpu"
+    m = models.get_model(
+        "cnn", num_classes=10, activation="softplus", beta=3.0, channels=(2, 2, 3, 3), hidden=5
+    )
+    x = jax.random.uniform(_rbg(9), (40, 8, 8, 1))  # 32 points x 40 = 1280 examples
+    params = jax.jit(m.init)(_rbg(0), x[:1])
+    y = jnp.arange(40) % 10
+
+    def f(chunk_size):
+        def ig(p, z):
+            score_fn = attribution.class_score(m.apply_fn, p, y)
+            return attribution.integrated_gradients(
+                score_fn, z, num_steps=32, chunk_size=chunk_size
+            )
+
+        return ig
+
+    auto, one_pass = f(None), f(32)
+    assert "scan" in str(jax.make_jaxpr(auto)(params, x))
+    assert "scan" not in str(jax.make_jaxpr(one_pass)(params, x))
+    np.testing.assert_allclose(
+        jax.jit(auto)(params, x), jax.jit(one_pass)(params, x), rtol=1e-5, atol=1e-7
+    )
+
+
 def test_chunked_ig_bounds_memory_when_differentiated():
     """The chunk body is rematerialised, so a gradient through IG keeps one chunk alive."""
     m = models.get_model("mlp", num_classes=10, activation="softplus", beta=3.0, hidden=(8, 6))

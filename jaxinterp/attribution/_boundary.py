@@ -135,7 +135,9 @@ def bsg(
         key: PRNG key of the noise (``jax.random.split(key, S)[s]`` draws ``ε_s``).
         num_samples: ``S >= 1`` noisy copies, a Python int.
         noise_level: ``σ`` as a fraction of each example's value range, ``>= 0``.
-        chunk_size: ``None`` (all copies at once) or ``c`` copies at a time.
+        chunk_size: ``None`` (all copies at once; on CPU at most
+            :data:`~jaxinterp.core.ops.AUTO_CHUNK_EXAMPLES` examples a pass) or ``c`` copies
+            at a time.
 
     Returns:
         ``[B, ...]``, shaped like ``boundary_point``.

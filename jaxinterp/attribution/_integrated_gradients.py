@@ -154,9 +154,13 @@ def integrated_gradients(
         method: One of :data:`METHODS`; ``gauss_legendre`` (Captum's default) needs the
             fewest steps on smooth models.
         chunk_size: ``None``: all ``n`` points at once (one ``vmap``, activations of
-            ``n·B`` examples alive); ``c``: ``c`` points at a time in a ``lax.scan``
-            accumulator (like Captum's ``internal_batch_size``, in path points rather than
-            examples); ``n`` need not be a multiple of ``c``, the remainder is one last chunk.
+            ``n·B`` examples alive), except on CPU, where passes of at most
+            :data:`~jaxinterp.core.ops.AUTO_CHUNK_EXAMPLES` examples run faster and
+            ``None`` means the balanced chunk of
+            :func:`~jaxinterp.core.ops.auto_chunk_size`; ``c``: ``c`` points at a time in a
+            ``lax.scan`` accumulator (like Captum's ``internal_batch_size``, in path points
+            rather than examples); ``n`` need not be a multiple of ``c``, the remainder is
+            one last chunk. ``c = n`` forces one pass on any backend.
         return_delta: Also return the completeness error ``δ [B]``.
 
     Returns:
@@ -181,7 +185,9 @@ def integrated_gradients(
         return jnp.tensordot(w, grads, axes=1)
 
     nodes = (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype))
-    phi = diff * chunked_reduce(path_sum, nodes, chunk_size, jnp.add, jnp.zeros_like(x))
+    phi = diff * chunked_reduce(
+        path_sum, nodes, chunk_size, jnp.add, jnp.zeros_like(x), examples_per_point=x.shape[0]
+    )
     if not return_delta:
         return phi
     gap = checked_score(score_fn, x) - checked_score(score_fn, base)

@@ -72,7 +72,8 @@ def occlusion(
       window: Window height and width (an int for a square), at most the image size.
       stride: Steps between windows; default: ``window`` (no overlap).
       baseline: The value occluded pixels take.
-      chunk_size: Window positions evaluated at once (``None``: all).
+      chunk_size: Window positions evaluated at once (``None``: all; on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`).
 
     Returns:
       ``φ`` shaped like ``x``.
@@ -100,7 +101,8 @@ def occlusion(
         s = jax.vmap(lambda zi: checked_score(score_fn, zi))(z)  # [n, B]
         return jnp.einsum("nb,nhw->bhw", s0[None] - s, m)
 
-    total = chunked_reduce(drops, masks, chunk_size, jnp.add, jnp.zeros(x.shape[:3], x.dtype))
+    zeros = jnp.zeros(x.shape[:3], x.dtype)
+    total = chunked_reduce(drops, masks, chunk_size, jnp.add, zeros, examples_per_point=x.shape[0])
     phi = total / jnp.sum(masks, axis=0)[None]
     return jnp.broadcast_to(phi[..., None], x.shape)
 
@@ -133,7 +135,8 @@ def rise(
       num_masks: ``N >= 1``.
       grid: Cells per side ``>= 1`` of the coarse masks.
       probability: ``p ∈ (0, 1]``, the chance a cell is kept.
-      chunk_size: Masks evaluated at once (``None``: all).
+      chunk_size: Masks evaluated at once (``None``: all; on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`).
 
     Returns:
       ``φ`` shaped like ``x``.
@@ -167,6 +170,9 @@ def rise(
         return jnp.einsum("nb,nhw->bhw", s, m)
 
     keys = jax.random.split(key, num_masks)
-    total = chunked_reduce(weighted, keys, chunk_size, jnp.add, jnp.zeros(x.shape[:3], x.dtype))
+    zeros = jnp.zeros(x.shape[:3], x.dtype)
+    total = chunked_reduce(
+        weighted, keys, chunk_size, jnp.add, zeros, examples_per_point=x.shape[0]
+    )
     phi = total / (num_masks * p)
     return jnp.broadcast_to(phi[..., None], x.shape)

@@ -55,7 +55,8 @@ def smooth(
         noise_level: ``σ`` as a fraction of each example's value range (PAIR default 0.15);
             ``0`` gives ``A(x)`` itself (and zero VarGrad).
         kind: One of :data:`SMOOTHINGS`.
-        chunk_size: ``None``: all ``S`` copies at once (``vmap``); ``c``: ``c`` copies at a
+        chunk_size: ``None``: all ``S`` copies at once (``vmap``; on CPU
+            :func:`~jaxinterp.core.ops.auto_chunk_size`); ``c``: ``c`` copies at a
             time in a ``lax.scan`` (the remainder is one last chunk), bounding memory.
 
     Returns:
@@ -105,7 +106,9 @@ def smooth(
         zeros = jnp.zeros_like(x)
         init = (jnp.zeros((), x.dtype), zeros, zeros)
         keys = jax.random.split(key, num_samples)
-        _, mean, m2 = chunked_reduce(moments, keys, chunk_size, _merge, init)
+        _, mean, m2 = chunked_reduce(
+            moments, keys, chunk_size, _merge, init, examples_per_point=x.shape[0]
+        )
         if kind == "smoothgrad":
             return mean
         if kind == "vargrad":

@@ -4,7 +4,8 @@ Every function takes a per-example score ``score_fn(x [B, ...]) -> [B]`` (for in
 ``attribution.class_score(apply_fn, params, y, kind="softmax")``), the inputs ``x`` and an
 attribution shaped like ``x``, and returns one value per example ``[B]`` (float32). The
 perturbed copies of ``x`` (steps or noise draws) are evaluated as a ``vmap`` over copies
-(``chunk_size=None``: all copies at once, ``score_fn`` sees batches of ``B``) or a
+(``chunk_size=None``: all copies at once, ``score_fn`` sees batches of ``B``; on CPU
+:func:`~jaxinterp.core.ops.auto_chunk_size` bounds the examples of a pass) or a
 ``lax.map`` with ``batch_size=chunk_size`` (bounded memory). Inputs are floats (images
 channels last); an example whose attribution holds a NaN or an infinity gets NaN.
 """
@@ -70,7 +71,8 @@ def perturbation_curve(
         (Gaussian blur of ``x``, σ = ``blur_sigma`` or ``H / 8`` pixels, images only); or an
         array shaped like ``x``.
       blur_sigma: σ in pixels for ``substrate="blur"``.
-      chunk_size: ``None``: all ``T + 1`` inputs in one ``vmap``; else ``lax.map`` with this
+      chunk_size: ``None``: all ``T + 1`` inputs in one ``vmap`` (on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`); else ``lax.map`` with this
         ``batch_size``.
       key: PRNG key of the tie order (``None``: a fixed one, see
         :func:`jaxinterp.core.ops.tie_order`).
@@ -106,7 +108,12 @@ def perturbation_curve(
         z = jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
         return checked_score(score_fn, z)
 
-    return nan_where_invalid(a, chunked_map(score_at, counts, chunk_size).T.astype(jnp.float32))
+    return nan_where_invalid(
+        a,
+        chunked_map(score_at, counts, chunk_size, examples_per_point=x.shape[0]).T.astype(
+            jnp.float32
+        ),
+    )
 
 
 def _auc(curve: jax.Array) -> jax.Array:
@@ -197,7 +204,8 @@ def infidelity(
       key: PRNG key.
       num_samples: Number of draws ``>= 1``, a Python int.
       noise_scale: ``σ > 0``.
-      chunk_size: ``None`` (all draws in one ``vmap``) or the ``lax.map`` batch size.
+      chunk_size: ``None`` (all draws in one ``vmap``; on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`) or the ``lax.map`` batch size.
 
     Raises:
       ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
@@ -221,7 +229,9 @@ def infidelity(
         predicted = row_sum(i * a)
         return jnp.square(predicted - (s0 - checked_score(score_fn, x - i)))
 
-    value = jnp.mean(chunked_map(one, noise, chunk_size), axis=0).astype(jnp.float32)
+    value = jnp.mean(
+        chunked_map(one, noise, chunk_size, examples_per_point=x.shape[0]), axis=0
+    ).astype(jnp.float32)
     return nan_where_invalid(a, value)
 
 

@@ -6,7 +6,8 @@ closes over the model and the explained class, for example
 noise draws are shared by the examples of a batch (common random numbers): an example's
 value depends on ``key`` and the example only, not on ``B`` or its neighbours; fold a batch
 index into ``key`` for independent draws across batches. The noisy copies are evaluated in
-one ``vmap`` (``chunk_size=None``) or by ``lax.map`` with ``batch_size=chunk_size``. Inputs
+one ``vmap`` (``chunk_size=None``; on CPU :func:`~jaxinterp.core.ops.auto_chunk_size`
+bounds a pass) or by ``lax.map`` with ``batch_size=chunk_size``. Inputs
 are floats (images channels last); an example whose explanation (clean or noisy) holds a
 NaN or an infinity gets NaN.
 """
@@ -77,7 +78,8 @@ def max_sensitivity(
       key: PRNG key.
       radius: ``r > 0``, in input units.
       num_samples: Number of draws ``>= 1``, a Python int.
-      chunk_size: ``None`` or the ``lax.map`` batch size over draws.
+      chunk_size: ``None`` (one ``vmap``; on CPU :func:`~jaxinterp.core.ops.auto_chunk_size`) or the
+        ``lax.map`` batch size over draws.
 
     Raises:
       ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
@@ -102,7 +104,9 @@ def max_sensitivity(
         noisy = explain_fn(x + delta)
         return nan_where_invalid(noisy, jnp.sqrt(row_sum(jnp.square(noisy - phi))))
 
-    dist = jnp.max(chunked_map(one, deltas, chunk_size), axis=0)  # NaN propagates.
+    dist = jnp.max(
+        chunked_map(one, deltas, chunk_size, examples_per_point=x.shape[0]), axis=0
+    )  # NaN propagates.
     return nan_where_invalid(phi, safe_div(dist, norm).astype(jnp.float32))
 
 
@@ -136,7 +140,8 @@ def random_perturbation_similarity(
         ``{name: [B]}`` with every similarity computed on the same noisy explanations (one
         pass of ``explain_fn`` per draw, whatever the number of similarities).
       bounds: ``(lo, hi)`` to clip the noisy inputs to, or ``None``.
-      chunk_size: ``None`` or the ``lax.map`` batch size over draws.
+      chunk_size: ``None`` (one ``vmap``; on CPU :func:`~jaxinterp.core.ops.auto_chunk_size`) or the
+        ``lax.map`` batch size over draws.
 
     Raises:
       ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
@@ -168,7 +173,8 @@ def random_perturbation_similarity(
         h = heatmap(explain_fn(z))
         return tuple(nan_where_invalid(h, sim(h0, h)) for sim in sims)
 
-    values = [jnp.mean(v, axis=0).astype(jnp.float32) for v in chunked_map(one, deltas, chunk_size)]
+    per_draw = chunked_map(one, deltas, chunk_size, examples_per_point=x.shape[0])
+    values = [jnp.mean(v, axis=0).astype(jnp.float32) for v in per_draw]
     values = nan_where_invalid(phi, values)
     return dict(zip(names, values, strict=True)) if names else values[0]
 
