@@ -22,7 +22,9 @@ raises. The checks run on the first ``--check-batch`` examples.
 Timed per case: a full train step (cross-entropy + penalty, backward, Adam) in PyTorch
 eager (``autograd.grad(create_graph=True)``, the reference implementations' way), in
 ``torch.func`` and in jaxinterp (jitted, the penalty's default impl; the other impl is in
-the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking (also
+the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking (rows
+without a chunk pass ``None`` to both: Captum then runs one pass, jaxinterp on CPU passes
+of at most 512 examples, ``jaxinterp.core.ops.auto_chunk_size``; also
 Grad-CAM of conv4 and occlusion at equal window, stride and chunk); iterative cases (PGD-10
 and PGD-40 L∞, CW-L2, RelEx, the PGD-AT and TRADES train steps): the straightforward PyTorch
 eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp; APGD-CE and APGD-T (ε = 8/255,
