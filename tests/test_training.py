@@ -151,3 +151,57 @@ def test_progress_prints_lines_off_a_terminal_at_most_every_interval(capsys):
         quiet.update(2)
         quiet.close()
     assert capsys.readouterr().err == ""
+
+
+def _unshared(penalty):
+    """``penalty`` without its shared cross-entropy: the step computes its own."""
+
+    def wrapped(*args, **kwargs):
+        total, terms = penalty(*args, **kwargs)
+        return total, {k: v for k, v in terms.items() if k != regularizers.SHARED_LOSS}
+
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "name,factory",
+    [
+        ("ign_fast", lambda: regularizers.input_gradient_norm(impl="fast")),
+        ("ign_autodiff", lambda: regularizers.input_gradient_norm(impl="autodiff")),
+        ("cure_autodiff", lambda: regularizers.curvature(impl="autodiff")),
+        ("cure_fast", lambda: regularizers.curvature(impl="fast")),
+    ],
+)
+def test_a_loss_score_penalty_shares_the_cross_entropy_with_the_same_step(name, factory):
+    model = models.get_model(
+        "cnn", num_classes=10, activation="softplus", beta=3.0, channels=(2, 2, 3, 3), hidden=5
+    )
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(6, 8, 8, 1))
+    y = rng.integers(0, 10, size=6).astype(np.int32)
+    tx = optax.sgd(1.0)
+    with jax.enable_x64(True):
+        params = jax.tree.map(
+            lambda p: p.astype(jnp.float64), model.init(jax.random.PRNGKey(0), x[:1])
+        )
+        state = training.create_train_state(params, tx, key=jax.random.PRNGKey(1))
+        batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
+        pen = regularizers.combine(p=(0.7, factory()))
+        _, terms = pen(model.apply_fn, params, batch["image"], batch["label"], key=state.key)
+        assert regularizers.SHARED_LOSS in terms  # score="loss": the penalty offers its CE
+
+        def run(penalty):
+            step = jax.jit(training.make_train_step(model.apply_fn, tx, penalty=penalty))
+            hlo = step.lower(state, batch).compile().as_text()
+            new, metrics = step(state, batch)
+            return new.params, metrics, hlo.count(" convolution(")
+
+        shared, m_shared, convs_shared = run(pen)
+        alone, m_alone, convs_alone = run(_unshared(pen))
+    assert regularizers.SHARED_LOSS not in m_shared
+    np.testing.assert_allclose(m_shared["ce"], m_alone["ce"], rtol=1e-12)
+    np.testing.assert_allclose(m_shared["loss"], m_alone["loss"], rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(alone), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # One backward pass through the model serves the loss and the penalty.
+    assert convs_shared < convs_alone, (convs_shared, convs_alone)

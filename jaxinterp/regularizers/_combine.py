@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.protocols import ApplyFn
+from jaxinterp.regularizers._engine import SHARED_LOSS
 
 __all__ = ["Penalty", "combine"]
 
@@ -31,7 +32,10 @@ def combine(
     Returns:
       ``combined(apply_fn, params, x, y, *, key) -> (total, terms)``: ``total`` is the weighted
       scalar sum, ``terms`` maps each name to its unweighted value (and ``name/diag`` to any
-      diagnostics a penalty returns). With no penalties, ``total`` is ``0.0``.
+      diagnostics a penalty returns), and ``shared_ce`` (unprefixed, the first penalty's) to
+      the cross-entropy a ``score="loss"`` penalty computed with params attached, which
+      :func:`~jaxinterp.training.make_train_step` trains on instead of its own. With no
+      penalties, ``total`` is ``0.0``.
 
     Example:
       >>> def l2(apply_fn, params, x, y, *, key):
@@ -56,6 +60,10 @@ def combine(
             weight, fn = named[name]
             out = fn(apply_fn, params, x, y, key=jax.random.fold_in(key, i))
             value, diags = out if isinstance(out, tuple) else (out, {})
+            diags = dict(diags)
+            shared = diags.pop(SHARED_LOSS, None)
+            if shared is not None and SHARED_LOSS not in terms:
+                terms[SHARED_LOSS] = shared
             terms[name] = value
             terms.update({f"{name}/{k}": v for k, v in diags.items()})
             total = total + weight * value

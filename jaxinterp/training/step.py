@@ -58,13 +58,17 @@ def make_train_step(
         params: Any, batch: Batch, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         x, y = batch["image"], batch["label"]
-        logits = apply_fn(params, x)
-        ce = jnp.mean(cross_entropy(logits, y))
-        terms: dict[str, jax.Array]
-        if penalty is None:
-            reg, terms = jnp.zeros((), ce.dtype), {}
-        else:
+        terms: dict[str, jax.Array] = {}
+        reg = None
+        if penalty is not None:
             reg, terms = penalty(apply_fn, params, x, y, key=key)
+            terms = dict(terms)
+        # A score="loss" penalty's own cross-entropy at x (regularizers.SHARED_LOSS): the same
+        # value, and training on it lets one backward pass through the model serve both.
+        shared = terms.pop("shared_ce", None)
+        logits = apply_fn(jax.lax.stop_gradient(params) if shared is not None else params, x)
+        ce = jnp.mean(cross_entropy(logits, y)) if shared is None else shared
+        reg = jnp.zeros((), ce.dtype) if reg is None else reg
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
         return ce_weight * ce + reg, {"ce": ce, "penalty": reg, "accuracy": accuracy, **terms}
 
