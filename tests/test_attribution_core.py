@@ -188,22 +188,33 @@ def test_completeness_on_a_smooth_model(mlp):
         assert np.max(np.abs(coarse_delta)) > 1e-2 * np.max(np.abs(gap))
 
 
-def test_chunked_matches_unchunked_with_less_memory():
+def _tiny_cnn_ig(batch, seed):
+    """A tiny CNN's params, inputs ``[batch, 8, 8, 1]`` and ``ig(chunk_size) -> f(p, z)``,
+    32-point integrated gradients of the class logit."""
     m = models.get_model(
         "cnn", num_classes=10, activation="softplus", beta=3.0, channels=(2, 2, 3, 3), hidden=5
     )
-    x = jax.random.uniform(_rbg(7), (8, 8, 8, 1))
+    x = jax.random.uniform(_rbg(seed), (batch, 8, 8, 1))
     params = jax.jit(m.init)(_rbg(0), x[:1])
-    y = jnp.arange(8) % 10
+    y = jnp.arange(batch) % 10
 
-    def build(chunk_size):
+    def ig(chunk_size):
         def f(p, z):
             score_fn = attribution.class_score(m.apply_fn, p, y)
             return attribution.integrated_gradients(
                 score_fn, z, num_steps=32, chunk_size=chunk_size
             )
 
-        return jax.jit(f).lower(params, x).compile()
+        return f
+
+    return params, x, ig
+
+
+def test_chunked_matches_unchunked_with_less_memory():
+    params, x, ig = _tiny_cnn_ig(8, 7)
+
+    def build(chunk_size):
+        return jax.jit(ig(chunk_size)).lower(params, x).compile()
 
     full, chunked = build(None), build(4)
     np.testing.assert_allclose(chunked(params, x), full(params, x), rtol=1e-5, atol=1e-7)
@@ -232,23 +243,8 @@ def test_auto_chunk_size_bounds_the_examples_of_a_pass():
 
 def test_ig_without_chunk_size_runs_bounded_passes_on_cpu_with_the_same_values():
     assert jax.default_backend() == "cpu"
-    m = models.get_model(
-        "cnn", num_classes=10, activation="softplus", beta=3.0, channels=(2, 2, 3, 3), hidden=5
-    )
-    x = jax.random.uniform(_rbg(9), (40, 8, 8, 1))  # 32 points x 40 = 1280 examples
-    params = jax.jit(m.init)(_rbg(0), x[:1])
-    y = jnp.arange(40) % 10
-
-    def f(chunk_size):
-        def ig(p, z):
-            score_fn = attribution.class_score(m.apply_fn, p, y)
-            return attribution.integrated_gradients(
-                score_fn, z, num_steps=32, chunk_size=chunk_size
-            )
-
-        return ig
-
-    auto, one_pass = f(None), f(32)
+    params, x, ig = _tiny_cnn_ig(40, 9)  # 32 points x 40 = 1280 examples
+    auto, one_pass = ig(None), ig(32)
     assert "scan" in str(jax.make_jaxpr(auto)(params, x))
     assert "scan" not in str(jax.make_jaxpr(one_pass)(params, x))
     np.testing.assert_allclose(

@@ -257,10 +257,10 @@ def auto_chunk_size(n: int, examples_per_point: int, backend: str | None = None)
       ``None`` or a chunk size ``1 <= c < n``.
     """
     backend = jax.default_backend() if backend is None else backend
-    total = n * max(int(examples_per_point), 1)
-    if backend != "cpu" or total <= AUTO_CHUNK_EXAMPLES:
+    e = max(int(examples_per_point), 1)
+    if backend != "cpu" or n * e <= AUTO_CHUNK_EXAMPLES:
         return None
-    per_pass = max(1, AUTO_CHUNK_EXAMPLES // max(int(examples_per_point), 1))
+    per_pass = max(1, AUTO_CHUNK_EXAMPLES // e)
     passes = -(-n // per_pass)
     return -(-n // passes)
 

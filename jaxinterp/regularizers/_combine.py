@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.protocols import ApplyFn
-from jaxinterp.regularizers._engine import SHARED_LOSS
+from jaxinterp.core.protocols import SHARED_LOSS, ApplyFn
 
 __all__ = ["Penalty", "combine"]
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from jaxinterp.core.protocols import SHARED_LOSS
 from jaxinterp.training import parallel
 from jaxinterp.training.state import TrainState
 
@@ -58,15 +59,12 @@ def make_train_step(
         params: Any, batch: Batch, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         x, y = batch["image"], batch["label"]
-        terms: dict[str, jax.Array] = {}
-        reg = None
-        if penalty is not None:
-            reg, terms = penalty(apply_fn, params, x, y, key=key)
-            terms = dict(terms)
-        # A score="loss" penalty's own cross-entropy at x (regularizers.SHARED_LOSS): the same
-        # value, and training on it lets one backward pass through the model serve both.
-        shared = terms.pop("shared_ce", None)
-        logits = apply_fn(jax.lax.stop_gradient(params) if shared is not None else params, x)
+        reg, terms = (None, {}) if penalty is None else penalty(apply_fn, params, x, y, key=key)
+        # A score="loss" penalty's own cross-entropy at x (SHARED_LOSS): the same value, and
+        # training on it lets one backward pass through the model serve both.
+        terms = dict(terms)
+        shared = terms.pop(SHARED_LOSS, None)
+        logits = apply_fn(params if shared is None else jax.lax.stop_gradient(params), x)
         ce = jnp.mean(cross_entropy(logits, y)) if shared is None else shared
         reg = jnp.zeros((), ce.dtype) if reg is None else reg
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
