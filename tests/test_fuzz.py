@@ -206,6 +206,9 @@ def per_example(out, shape):
 
 def scalar_and_diagnostics(out, shape):
     value, diagnostics = out
+    diagnostics = dict(diagnostics)
+    logits = diagnostics.pop(regularizers.SHARED_LOGITS, None)  # [B, K] for the train step
+    assert logits is None or (logits.ndim == 2 and logits.shape[0] == shape[0]), logits.shape
     assert jnp.shape(value) == () and all(jnp.shape(v) == () for v in diagnostics.values())
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import jax
 
 __all__ = [
-    "SHARED_LOSS",
+    "SHARED_LOGITS",
     "ApplyFn",
     "Attack",
     "AttributionFn",
@@ -73,8 +73,9 @@ whose first field is ``x_adv``)."""
 class Penalty(Protocol):
     """``penalty(apply_fn, params, x [B, ...], y [B], *, key) -> (scalar, {name: scalar})``.
 
-    A diagnostic named :data:`SHARED_LOSS` is not a metric: it is the mean cross-entropy at
-    ``x``, params attached, that the train step trains on instead of its own.
+    A diagnostic named :data:`SHARED_LOGITS` is not a metric: it is the logits ``[B, K]`` at
+    ``x`` from the penalty's own forward pass, params attached, from which the train step
+    computes its cross-entropy instead of running a forward pass of its own.
     """
 
     def __call__(
@@ -82,12 +83,15 @@ class Penalty(Protocol):
     ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
 
 
-SHARED_LOSS = "shared_ce"
-"""The diagnostic under which a penalty with ``score="loss"`` returns the mean
-cross-entropy at ``x`` from its own forward pass, params attached.
+SHARED_LOGITS = "shared_logits"
+"""The diagnostic under which a penalty returns the logits ``[B, K]`` at the batch ``x``
+from its own forward pass, params attached (not a metric: an array, not a scalar).
 
-:func:`~jaxinterp.regularizers.combine` passes it on unprefixed and
-:func:`~jaxinterp.training.make_train_step` trains on it instead of a cross-entropy of its
-own: the penalty's backward pass through the model then carries the loss's cotangent too,
-so one backward pass serves both (the input-gradient norm step on the CNN took 334 ms
-instead of 434-469 ms on a 2-core Zen 4, same gradients to 1e-6)."""
+Penalties that run the model at ``x`` with params attached offer them: the input-gradient
+penalties (the point ``x`` itself, unless detached in ``fast`` mode), the Hessian norm
+(``autodiff``) and TRADES. :func:`~jaxinterp.regularizers.combine` passes the first
+penalty's on unprefixed and :func:`~jaxinterp.training.make_train_step` computes its
+cross-entropy and accuracy from them instead of a forward pass of its own: reverse mode then
+accumulates the loss's cotangent into the penalty's backward pass through the model, so one
+backward pass serves both (same values and gradients; the input-gradient norm step on the
+CNN took 334 ms instead of 434-469 ms on a 2-core Zen 4)."""

@@ -28,7 +28,7 @@ from jaxinterp.core.registry import Registry
 from ._activation_sensitivity import activation_sensitivity
 from ._adversarial import adversarial_training, trades
 from ._combine import Penalty, combine
-from ._engine import IMPLS, SCORES, SHARED_LOSS, input_gradient, per_example_score
+from ._engine import IMPLS, SCORES, SHARED_LOGITS, input_gradient, per_example_score
 from ._gradient_penalties import (
     curvature,
     gradient_alignment,
@@ -53,7 +53,7 @@ __all__ = [
     "IMPLS",
     "PENALTIES",
     "SCORES",
-    "SHARED_LOSS",
+    "SHARED_LOGITS",
     "Penalty",
     "activation_sensitivity",
     "adversarial_training",

@@ -20,7 +20,7 @@ from jaxinterp.core.losses import ce_loss
 from jaxinterp.core.ops import project_ball
 from jaxinterp.core.protocols import ApplyFn, Penalty
 
-from ._engine import check_batch
+from ._engine import check_batch, share_logits
 
 __all__ = ["adversarial_training", "trades"]
 
@@ -80,7 +80,8 @@ def trades(
     ``2.5 · ε / num_steps``. The clean cross-entropy is the train step's own term.
 
     Returns:
-      ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``.
+      ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``, plus the logits at ``x`` for the
+      train step's cross-entropy (:data:`~jaxinterp.regularizers.SHARED_LOGITS`).
 
     References:
       Zhang, Yu, Jiao, Xing, El Ghaoui, Jordan, "Theoretically principled trade-off between
@@ -106,7 +107,8 @@ def trades(
         z0 = z0 if bounds is None else jnp.clip(z0, *bounds)
         x_adv = gradient_steps(objective, z0, num_steps=num_steps, step_size=alpha, project=project)
         x_adv = jax.lax.stop_gradient(x_adv)
-        log_p_attached = jax.nn.log_softmax(apply_fn(params, x))
-        return jnp.mean(_kl(log_p_attached, jax.nn.log_softmax(apply_fn(params, x_adv)))), {}
+        logits = apply_fn(params, x)
+        kl = jnp.mean(_kl(jax.nn.log_softmax(logits), jax.nn.log_softmax(apply_fn(params, x_adv))))
+        return share_logits((kl, {}), logits)
 
     return penalty

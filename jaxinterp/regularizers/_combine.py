@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.protocols import SHARED_LOSS, ApplyFn
+from jaxinterp.core.protocols import SHARED_LOGITS, ApplyFn
 
 __all__ = ["Penalty", "combine"]
 
@@ -31,9 +31,9 @@ def combine(
     Returns:
       ``combined(apply_fn, params, x, y, *, key) -> (total, terms)``: ``total`` is the weighted
       scalar sum, ``terms`` maps each name to its unweighted value (and ``name/diag`` to any
-      diagnostics a penalty returns), and ``shared_ce`` (unprefixed, the first penalty's) to
-      the cross-entropy a ``score="loss"`` penalty computed with params attached, which
-      :func:`~jaxinterp.training.make_train_step` trains on instead of its own. With no
+      diagnostics a penalty returns), and ``shared_logits`` (unprefixed, the first
+      penalty's) to the logits at ``x`` a penalty computed with params attached, from which
+      :func:`~jaxinterp.training.make_train_step` computes its cross-entropy. With no
       penalties, ``total`` is ``0.0``.
 
     Example:
@@ -60,9 +60,9 @@ def combine(
             out = fn(apply_fn, params, x, y, key=jax.random.fold_in(key, i))
             value, diags = out if isinstance(out, tuple) else (out, {})
             diags = dict(diags)
-            shared = diags.pop(SHARED_LOSS, None)
-            if shared is not None and SHARED_LOSS not in terms:
-                terms[SHARED_LOSS] = shared
+            shared = diags.pop(SHARED_LOGITS, None)
+            if shared is not None and SHARED_LOGITS not in terms:
+                terms[SHARED_LOGITS] = shared
             terms[name] = value
             terms.update({f"{name}/{k}": v for k, v in diags.items()})
             total = total + weight * value

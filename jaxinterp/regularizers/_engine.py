@@ -14,20 +14,22 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.protocols import SHARED_LOSS, ApplyFn
-from jaxinterp.core.scores import SCORES, per_example_score
+from jaxinterp.core.protocols import SHARED_LOGITS, ApplyFn
+from jaxinterp.core.scores import SCORES, per_example_score, score_of_logits
 
 __all__ = [
     "IMPLS",
     "SCORES",
-    "SHARED_LOSS",
+    "SHARED_LOGITS",
     "check_batch",
     "check_impl",
     "check_score",
     "input_gradient",
     "penalize_input_gradients",
     "per_example_score",
+    "share_logits",
     "summed_score",
+    "summed_score_with_logits",
 ]
 
 
@@ -61,6 +63,34 @@ def summed_score(
     Exact because examples do not interact (no batch statistics in ``apply_fn``).
     """
     return lambda x: jnp.sum(per_example_score(apply_fn, params, x, y, score))
+
+
+def _scores_and_logits(
+    apply_fn: ApplyFn, params: Any, x: jax.Array, y: jax.Array, score: str
+) -> tuple[jax.Array, jax.Array]:
+    logits = apply_fn(params, x)
+    return score_of_logits(logits, y, score), logits
+
+
+def summed_score_with_logits(
+    apply_fn: ApplyFn, params: Any, y: jax.Array, score: str
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """``x -> (S(x), logits [B, K])``: :func:`summed_score` with the logits it computed, for
+    ``has_aux`` derivatives that hand them to the train step (:func:`share_logits`)."""
+
+    def fn(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        scores, logits = _scores_and_logits(apply_fn, params, x, y, score)
+        return jnp.sum(scores), logits
+
+    return fn
+
+
+def share_logits(
+    out: tuple[jax.Array, dict[str, jax.Array]], logits: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``out`` with the logits at ``x`` (params attached) under :data:`SHARED_LOGITS`."""
+    value, diags = out
+    return value, {**diags, SHARED_LOGITS: logits}
 
 
 def input_gradient(
@@ -109,9 +139,10 @@ def penalize_input_gradients(
     """
     n = len(xs)
     if impl == "autodiff":
-        first, g0 = jax.value_and_grad(summed_score(apply_fn, params, y, score))(xs[0])
+        fn = summed_score_with_logits(apply_fn, params, y, score)
+        g0, logits = jax.grad(fn, has_aux=True)(xs[0])
         gs = [g0] + [input_gradient(apply_fn, params, xi, y, score) for xi in xs[1:]]
-        return _share_loss(functional(*gs), first, xs[0], score)
+        return share_logits(functional(*gs), logits)
     known = known or {}
     frozen = jax.lax.stop_gradient(params)
     todo = [i for i in range(n) if i not in known]
@@ -125,23 +156,14 @@ def penalize_input_gradients(
         *gs
     )
     live = [i for i in range(n) if i not in detached]
-    per_point, surrogate = jax.jvp(
-        lambda z: per_example_score(apply_fn, params, z, jnp.concatenate([y] * len(live)), score),
+    ys = jnp.concatenate([y] * len(live))
+    (_, logits), (surrogate, _) = jax.jvp(
+        lambda z: _scores_and_logits(apply_fn, params, z, ys, score),
         (jnp.concatenate([xs[i] for i in live]),),
         (jax.lax.stop_gradient(jnp.concatenate([dirs[i] for i in live])),),
     )
     surrogate = jnp.sum(surrogate)
     out = (value + surrogate - jax.lax.stop_gradient(surrogate), diags)
-    if live and live[0] == 0:  # the first rows are the scores at xs[0]
-        out = _share_loss(out, jnp.sum(per_point[: xs[0].shape[0]]), xs[0], score)
+    if live and live[0] == 0:  # the first rows are the forward pass at xs[0]
+        out = share_logits(out, logits[: xs[0].shape[0]])
     return out
-
-
-def _share_loss(
-    out: tuple[jax.Array, dict[str, jax.Array]], summed: jax.Array, x: jax.Array, score: str
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``out`` with :data:`SHARED_LOSS` added when ``score`` is the cross-entropy."""
-    if score != "loss":
-        return out
-    value, diags = out
-    return value, {**diags, SHARED_LOSS: summed / x.shape[0]}

@@ -11,7 +11,14 @@ import jax.numpy as jnp
 from jaxinterp.core import checks
 from jaxinterp.core.protocols import ApplyFn
 
-from ._engine import check_batch, check_impl, check_score, summed_score
+from ._engine import (
+    check_batch,
+    check_impl,
+    check_score,
+    share_logits,
+    summed_score,
+    summed_score_with_logits,
+)
 
 __all__ = ["DISTRIBUTIONS", "hessian_norm"]
 
@@ -54,7 +61,8 @@ def hessian_norm(
         batch 128) — forward-over-forward carries four tangent streams through the net.
 
     Returns:
-      ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``.
+      ``penalty(apply_fn, params, x, y, *, key) -> (R, {})``; ``autodiff`` also returns the
+      logits at ``x`` for the train step (:data:`~jaxinterp.regularizers.SHARED_LOGITS`).
 
     References:
       Hutchinson, "A stochastic estimator of the trace of the influence matrix", 1989;
@@ -72,14 +80,16 @@ def hessian_norm(
         vs = _probes(key, x.shape, num_probes, distribution, x.dtype)
         denom = x.shape[0] * num_probes
 
-        def hvp(p: Any, v: jax.Array) -> jax.Array:
-            grad_s = jax.grad(summed_score(apply_fn, p, y, score))
-            return jax.jvp(grad_s, (x,), (v,))[1]
+        def hvp(p: Any, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+            grad_s = jax.grad(summed_score_with_logits(apply_fn, p, y, score), has_aux=True)
+            _, hv, logits = jax.jvp(grad_s, (x,), (v,), has_aux=True)
+            return hv, logits
 
-        if impl == "autodiff":
-            hv = jax.vmap(lambda v: hvp(params, v))(vs)
-            return jnp.sum(hv**2) / denom, {}
-        hv = jax.lax.stop_gradient(jax.vmap(lambda v: hvp(jax.lax.stop_gradient(params), v))(vs))
+        if impl == "autodiff":  # the logits at x do not depend on the probe
+            hv, logits = jax.vmap(lambda v: hvp(params, v), out_axes=(0, None))(vs)
+            return share_logits((jnp.sum(hv**2) / denom, {}), logits)
+        frozen = jax.lax.stop_gradient(params)
+        hv = jax.lax.stop_gradient(jax.vmap(lambda v: hvp(frozen, v)[0])(vs))
         value = jnp.sum(hv**2) / denom
         s = summed_score(apply_fn, params, y, score)
 

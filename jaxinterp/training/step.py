@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from jaxinterp.core.protocols import SHARED_LOSS
+from jaxinterp.core.protocols import SHARED_LOGITS
 from jaxinterp.training import parallel
 from jaxinterp.training.state import TrainState
 
@@ -55,17 +55,21 @@ def make_train_step(
       and ``lr``.
     """
 
+    no_ce = isinstance(ce_weight, int | float) and ce_weight == 0
+
     def loss_fn(
         params: Any, batch: Batch, key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         x, y = batch["image"], batch["label"]
         reg, terms = (None, {}) if penalty is None else penalty(apply_fn, params, x, y, key=key)
-        # A score="loss" penalty's own cross-entropy at x (SHARED_LOSS): the same value, and
-        # training on it lets one backward pass through the model serve both.
+        # The logits at x from the penalty's own forward pass (SHARED_LOGITS): the same
+        # values, and the loss's cotangent then joins the penalty's backward pass through the
+        # model. Without a cross-entropy to train (ce_weight 0), no backward pass at all.
         terms = dict(terms)
-        shared = terms.pop(SHARED_LOSS, None)
-        logits = apply_fn(params if shared is None else jax.lax.stop_gradient(params), x)
-        ce = jnp.mean(cross_entropy(logits, y)) if shared is None else shared
+        logits = terms.pop(SHARED_LOGITS, None)
+        if logits is None:
+            logits = apply_fn(jax.lax.stop_gradient(params) if no_ce else params, x)
+        ce = jnp.mean(cross_entropy(logits, y))
         reg = jnp.zeros((), ce.dtype) if reg is None else reg
         accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
         return ce_weight * ce + reg, {"ce": ce, "penalty": reg, "accuracy": accuracy, **terms}
