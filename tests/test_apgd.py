@@ -242,3 +242,49 @@ def test_with_restarts_keeps_the_first_successful_restart():
     # One restart is the attack itself.
     once = attacks.with_restarts(pgd_jit, 1)(linear_apply, params, x, y, key=keys[0])
     np.testing.assert_array_equal(once, runs[0])
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 6, 7, 12, 13, 24, 48])
+def test_on_remaining_runs_the_smallest_sub_batch_that_holds_the_examples_to_do(n):
+    from jaxinterp.attacks._remaining import on_remaining, sub_batch_sizes
+
+    assert sub_batch_sizes(B) == (48, 24, 12, 6)
+    todo = np.zeros(B, bool)
+    todo[np.random.default_rng(n).choice(B, n, replace=False)] = True
+    a = jnp.arange(B, dtype=jnp.float32)
+
+    def fn(v):  # row b: 2 v_b, and the size of the sub-batch it ran in
+        return 2.0 * v, jnp.full(v.shape, v.shape[0], jnp.int32)
+
+    done = (-a, jnp.full(B, -1, jnp.int32))
+    doubled, size = jax.jit(lambda t: on_remaining(fn, t, (a,), done))(jnp.asarray(todo))
+    np.testing.assert_array_equal(doubled, np.where(todo, 2 * np.arange(B), -np.arange(B)))
+    want = min((m for m in sub_batch_sizes(B) if m >= n), default=-1) if n else -1
+    np.testing.assert_array_equal(size, np.where(todo, want, -1))
+
+
+def test_apgd_t_on_the_robust_examples_alone_finds_what_the_whole_batch_finds(monkeypatch):
+    """Runs after the first skip the examples already fooled (and those misclassified at
+    ``x``): the same ``x_adv`` as running every run on the whole batch, in float64."""
+    from jaxinterp.attacks import _remaining
+
+    params, x, y = _linear(seed=1)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+        x = x.astype(jnp.float64)
+        y = y.at[:3].set((y[:3] + 1) % K)  # misclassified at x: returned as x
+        eps = 0.07  # about half the examples fall to the first target (checked below)
+
+        def run(num_targets):
+            attack = attacks.apgd(
+                epsilon=eps, num_steps=20, loss="dlr_targeted", num_target_classes=num_targets
+            )
+            return jax.jit(attack, static_argnums=0)(linear_apply, params, x, y, key=_key(2))
+
+        first = _broken(params, run(1), y)[3:]
+        assert 0.25 < first.mean() < 0.75, first.mean()  # the sub-batches are exercised
+        compact = run(K - 1)
+        monkeypatch.setattr(_remaining, "SUB_BATCH_FRACTIONS", (1,))
+        whole = run(K - 1)
+    np.testing.assert_allclose(compact, whole, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(compact[:3], x[:3])

@@ -19,6 +19,7 @@ from jaxinterp.core.ops import per_example, project_ball, unit_l2
 from jaxinterp.core.protocols import ApplyFn, Attack
 
 from ._pgd import NORMS, _random_delta, check_call
+from ._remaining import on_remaining
 
 __all__ = [
     "APGD_LOSSES",
@@ -183,6 +184,13 @@ def apgd(
     is one, else the iterate of highest loss; an example already misclassified at ``x`` is
     returned as ``x``.
 
+    A run after the first attacks only the examples no earlier run has fooled (and none
+    misclassified at ``x``), as AutoAttack does: in the smallest of the sub-batches ``⌈B/d⌉``,
+    ``d ∈ {1, 2, 4, 8}``, that holds them, or not at all when none is left. Examples never
+    interact, so the result is the same as running every run on the whole batch; the time
+    follows the examples still robust (APGD-T on the CNN: 6.3-6.6 s instead of 11.1 s when 39%
+    remain after the first target), and compiling takes about 2.5× longer.
+
     This is its own ``lax`` loop (a ``fori_loop`` inside a ``scan`` over the runs), not
     :func:`jaxinterp.core.gradient_steps`: the momentum term, the per-example step sizes and
     the restarts from ``x_max`` do not fit that loop. The checkpoint schedule is computed in
@@ -258,9 +266,22 @@ def apgd(
         else:
             targets = jnp.zeros((x.shape[0], 1), y.dtype)
 
-        def project(v: jax.Array) -> jax.Array:
-            return project_ball(v, x, epsilon, norm, bounds)
+        def project(v: jax.Array, center: jax.Array) -> jax.Array:
+            return project_ball(v, center, epsilon, norm, bounds)
 
+        def single_run(
+            center: jax.Array, x0: jax.Array, labels: jax.Array, t: jax.Array
+        ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+            def proj(v: jax.Array) -> jax.Array:
+                return project(v, center)
+
+            return _single_run(
+                apply_fn, params, x0, labels, t, proj, loss, norm, epsilon, rho, is_mark, window
+            )
+
+        b = x.shape[0]
+        wrong_clean = jnp.argmax(clean, axis=-1) != y
+        nothing = (x, jnp.full(b, -jnp.inf, jnp.float32), x, jnp.zeros(b, jnp.bool_))
         Carry = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
         def run(carry: Carry, r: jax.Array) -> tuple[Carry, None]:
@@ -268,11 +289,18 @@ def apgd(
             x0 = x
             if key is not None:
                 delta = _random_delta(jax.random.fold_in(key, r), x, epsilon, norm)
-                x0 = project(x + delta)
+                x0 = project(x + delta, x)
             t = jnp.take(targets, r // num_restarts, axis=1)
-            x_best, loss_best, x_first, found_r = _single_run(
-                apply_fn, params, x0, y, t, project, loss, norm, epsilon, rho, is_mark, window
-            )
+            # After the first run, only the examples still robust: a fooled one keeps its first
+            # misclassified iterate and a misclassified one is returned as x, whatever later
+            # runs find (one run alone is not worth the sub-batch programs' compile time).
+            args = (x, x0, y, t)
+            if num_targets * num_restarts == 1:
+                x_best, loss_best, x_first, found_r = single_run(*args)
+            else:
+                x_best, loss_best, x_first, found_r = on_remaining(
+                    single_run, ~(found | wrong_clean), args, nothing
+                )
             take = per_example(~found & found_r, x.ndim)
             out_adv = jnp.where(take, x_first, out_adv)
             better = loss_best > best_loss
@@ -280,12 +308,10 @@ def apgd(
             best_loss = jnp.where(better, loss_best, best_loss)
             return (out_adv, found | found_r, out_best, best_loss), None
 
-        b = x.shape[0]
         init: Carry = (x, jnp.zeros(b, jnp.bool_), x, jnp.full(b, -jnp.inf, jnp.float32))
         runs = jnp.arange(num_targets * num_restarts)
         (out_adv, found, out_best, _), _ = jax.lax.scan(run, init, runs)
         x_adv = jnp.where(per_example(found, x.ndim), out_adv, out_best)
-        wrong_clean = jnp.argmax(clean, axis=-1) != y
         x_adv = jnp.where(per_example(wrong_clean, x.ndim), x, x_adv)
         return jax.lax.stop_gradient(x_adv.astype(x.dtype))
 
