@@ -111,6 +111,34 @@ def test_relex_per_channel_mask_on_plain_jax_model():
     assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0
 
 
+def test_relex_chunks_of_copies_give_the_mask_of_one_pass():
+    """2 · 20 · 16 = 640 inputs a step: on CPU ``None`` runs passes of 8 copies (a scan);
+    1, 3 (with a remainder) and all 16 copies a pass give the same mask in float64."""
+    assert jax.default_backend() == "cpu"
+
+    def apply_fn(params, x):  # [B, 4, 4, 3] -> [B, 3], smooth
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ params)
+
+    with jax.enable_x64(True):
+        params = jax.random.normal(_key(0), (48, 3), jnp.float64)
+        x = jax.random.uniform(_key(1), (20, 4, 4, 3), jnp.float64)
+
+        def run(chunk_size):
+            explain = relex(num_iterations=4, num_samples=16, chunk_size=chunk_size)
+            fn = jax.jit(lambda p, v: explain(apply_fn, p, v, None, key=_key(2)))
+            return fn, np.asarray(fn(params, x))
+
+        auto, masks = run(None)
+        one_pass, whole = run(16)
+        # The iterations are one scan; passes over chunks of copies are a second one.
+        assert str(jax.make_jaxpr(auto)(params, x)).count("scan[") == 2
+        assert str(jax.make_jaxpr(one_pass)(params, x)).count("scan[") == 1
+        for c in (1, 3):
+            np.testing.assert_allclose(run(c)[1], whole, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(masks, whole, rtol=0, atol=1e-12)
+    assert 0.05 < np.mean((whole > 0) & (whole < 1)), "the masks should not be all clipped"
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -121,6 +149,7 @@ def test_relex_per_channel_mask_on_plain_jax_model():
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(momentum=1.0), "momentum"),
         (dict(noise_fraction=-0.1), "noise_fraction"),
+        (dict(chunk_size=0), "chunk_size"),
     ],
 )
 def test_relex_bad_hyperparameters_raise(kwargs, match):

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxinterp.core import checks
+from jaxinterp.core import checks, ops
 from jaxinterp.core.ops import unit_l2
 from jaxinterp.core.scores import check_target, class_score, target_labels
 
@@ -37,6 +37,7 @@ def relex(
     learning_rate: float = 0.1,
     momentum: float = 0.99,
     noise_fraction: float = 0.1,
+    chunk_size: int | None = None,
 ) -> Explainer:
     """Builds the RelEx mask explainer (locally smooth saliency by mask optimisation).
 
@@ -52,7 +53,9 @@ def relex(
     from ``log_softmax`` for stability). Examples are independent: each has its own mask,
     ``σ``, loss, gradient normalisation and random stream (``fold_in(key, b)``), so a mask does
     not depend on the rest of the batch. One batched ``lax.fori_loop`` evaluates the model on
-    ``2 · B · N`` inputs per step (memory grows accordingly).
+    ``2 · B · N`` inputs per step, ``chunk_size`` copies (``2 · B · chunk_size`` inputs) a
+    pass: on CPU by default passes of at most 512 inputs, where XLA:CPU's time per input is
+    lowest (RelEx on the CNN, batch 128, 10 copies: 2 copies a pass).
 
     Args:
       num_iterations: Optimisation steps (``>= 1``; the paper uses 50–100).
@@ -63,6 +66,9 @@ def relex(
       momentum: Momentum ``μ ∈ [0, 1)``.
       noise_fraction: ``σ`` as a fraction ``>= 0`` of the example's value range (``0``
         gives noise-free copies).
+      chunk_size: Noisy copies per pass: ``None`` all ``N`` at once (on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`: at most 512 inputs a pass), ``c >= 1``
+        that many. Only the summation order of the gradient depends on it.
 
     Returns:
       ``explain(apply_fn, params, x, target, *, key) -> mask``: ``x`` is ``[B, ...]`` float
@@ -93,6 +99,7 @@ def relex(
     learning_rate = checks.positive("learning_rate", learning_rate)
     momentum = checks.real("momentum", momentum, low=0.0, high=1.0, high_open=True)
     noise_fraction = checks.nonnegative("noise_fraction", noise_fraction)
+    chunk_size = checks.chunk_size(chunk_size)
 
     def explain(
         apply_fn: Callable[[Any, jax.Array], jax.Array],
@@ -106,32 +113,45 @@ def relex(
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
         b, n, feat = x.shape[0], num_samples, x.shape[1:]
         target = _targets(apply_fn, params, x, target)
-        score = class_score(apply_fn, params, jnp.tile(jnp.repeat(target, n), 2), "log_softmax")
         axes = tuple(range(1, x.ndim))
         sigma = noise_fraction * (jnp.max(x, axis=axes) - jnp.min(x, axis=axes))
-        sigma = sigma.reshape((b,) + (1,) * x.ndim)  # [B, 1, ...] against noise [B, N, ...]
+        sigma = sigma.reshape((1, b) + (1,) * (x.ndim - 1))  # against noise [N, B, ...]
         # One key per example, from its index: an example's mask does not depend on the batch.
         keys = jax.vmap(lambda j: jax.random.split(jax.random.fold_in(key, j)))(jnp.arange(b))
         k_init, k_noise = keys[:, 0], keys[:, 1]
         normal = jax.vmap(
             lambda k, i: jax.random.normal(jax.random.fold_in(k, i), (n,) + feat, x.dtype),
             in_axes=(0, None),
+            out_axes=1,
         )
 
-        def loss(m: jax.Array, noisy: jax.Array) -> jax.Array:
-            fg, bg = noisy * m[:, None], noisy * (1.0 - m)[:, None]
-            log_p = score(jnp.concatenate([fg, bg]).reshape((2 * b * n,) + feat))
-            log_p_fg, log_p_bg = log_p[: b * n].reshape(b, n), log_p[b * n :].reshape(b, n)
-            fg_term = -jnp.mean(log_p_fg, axis=1)
-            bg_term = -lambda2 * jnp.mean(jnp.log(1.0 - jnp.exp(log_p_bg) + _LOG_EPS), axis=1)
-            l1_term = lambda1 * jnp.sum(jnp.abs(m), axis=axes)
+        def data_loss(m: jax.Array, noisy: jax.Array) -> jax.Array:
+            """The two class terms over ``c`` of the ``N`` copies, ``noisy: [c, B, ...]``."""
+            c = noisy.shape[0]
+            score = class_score(apply_fn, params, jnp.tile(target, 2 * c), "log_softmax")
+            log_p = score(
+                jnp.concatenate([noisy * m[None], noisy * (1.0 - m)[None]]).reshape((-1,) + feat)
+            )
+            log_p_fg, log_p_bg = log_p[: c * b], log_p[c * b :]
+            bg = jnp.log(1.0 - jnp.exp(log_p_bg) + _LOG_EPS)
             # Summing over examples keeps each mask's gradient its own example's.
-            return jnp.sum(fg_term + l1_term + bg_term)
+            return -(jnp.sum(log_p_fg) + lambda2 * jnp.sum(bg)) / n
+
+        def l1_term(m: jax.Array) -> jax.Array:
+            return lambda1 * jnp.sum(jnp.abs(m))
 
         def step(i: jax.Array, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             m, velocity = carry
-            g = unit_l2(jax.grad(loss)(m, x[:, None] + sigma * normal(k_noise, i)))
-            velocity = momentum * velocity + g
+            noisy = x[None] + sigma * normal(k_noise, i)  # [N, B, ...]
+            g = ops.chunked_reduce(
+                lambda chunk: jax.grad(data_loss)(m, chunk),
+                noisy,
+                chunk_size,
+                jnp.add,
+                jnp.zeros_like(m),
+                examples_per_point=2 * b,
+            )
+            velocity = momentum * velocity + unit_l2(g + jax.grad(l1_term)(m))
             return jnp.clip(m - learning_rate * velocity, 0.0, 1.0), velocity
 
         m0 = jax.vmap(lambda k: jax.random.uniform(k, feat, x.dtype, 0.0, 0.01))(k_init)
