@@ -25,8 +25,14 @@ __all__ = ["CASES", "jax_case", "torch_case", "check_case"]
 EPS = 8 / 255
 CW_ROUNDS = 3
 RELEX_SAMPLES = 10
-CASES = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
-"""Iterative case names; ``cw_l2`` runs ``CW_ROUNDS`` rounds of ``--cw-steps`` steps."""
+BOUNDARY_PGD_STEPS = 10
+BOUNDARY_CW_STEPS = 20
+BOUNDARY_REFINE_STEPS = 10
+CASES = ("pgd10", "pgd40", "cw_l2", "boundary_search", "relex", "pgd_at_step", "trades_step")
+"""Iterative case names; ``cw_l2`` runs ``CW_ROUNDS`` rounds of ``--cw-steps`` steps;
+``boundary_search`` the L2 PGD ladder over ``attacks.DEFAULT_EPSILONS`` (7 radii,
+:data:`BOUNDARY_PGD_STEPS` steps each), CW-L2 (``CW_ROUNDS`` × :data:`BOUNDARY_CW_STEPS`)
+and :data:`BOUNDARY_REFINE_STEPS` bisection steps."""
 
 
 def pgd_linf(model, x, y, eps, steps, delta0=None, alpha=None):
@@ -91,6 +97,75 @@ def cw_l2(model, x, y, steps, rounds, lr=1e-2, c0=1e-3):
     return best.detach(), torch.isfinite(best_d)
 
 
+def _l2_ball(v, x, eps):
+    """``v`` projected onto the L2 ball of radius ``eps`` around ``x``, then into [0, 1]."""
+    d = v - x
+    n = d.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+    return (x + d * torch.clamp(eps / (n + 1e-30), max=1.0)).clamp(0, 1)
+
+
+def pgd_l2(model, x, y, eps, steps, delta0=None):
+    """L2 PGD on the summed cross-entropy: unit-L2 steps of ``2.5 ε / steps``, projected."""
+    alpha = 2.5 * eps / steps
+    x_adv = x if delta0 is None else _l2_ball(x + delta0, x, eps)
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_adv)
+        n = g.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+        x_adv = _l2_ball(x_adv.detach() + alpha * g / torch.where(n > 0, n, 1.0), x, eps)
+    return x_adv.detach()
+
+
+def _l2_start(x, eps):
+    """A uniform sample of the L2 ball of radius ``eps``, one per example."""
+    d = torch.randn_like(x).flatten(1)
+    r = eps * torch.rand(x.shape[0], dtype=x.dtype) ** (1.0 / x[0].numel())
+    return (d / d.norm(dim=1, keepdim=True) * r[:, None]).view_as(x)
+
+
+def boundary_search(model, x, y, epsilons, pgd_steps, cw_steps, cw_rounds, refine_steps, start):
+    """The nearest-boundary search of ``attacks.boundary_search``: the L2 PGD ladder (the
+    candidate of the smallest radius that misclassifies), CW-L2, the closer misclassified
+    candidate, then bisection toward ``x``. ``start``: random starts (or ``None``: from x)."""
+    with torch.no_grad():
+        onehot = F.one_hot(y, model(x[:1]).shape[1]).bool()
+
+    def wrong(v, labels=y, hot=onehot):
+        with torch.no_grad():
+            logits = model(v)
+        other = logits.masked_fill(hot, -float("inf")).amax(dim=1)
+        return other - logits.gather(1, labels[:, None])[:, 0] > 0
+
+    def per_example(v):
+        return v.view(-1, *([1] * (x.dim() - 1)))
+
+    pgd_point, pgd_found = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool)
+    for eps in epsilons:
+        x_adv = pgd_l2(model, x, y, eps, pgd_steps, None if start is None else start(x, eps))
+        take = wrong(x_adv) & ~pgd_found
+        pgd_point = torch.where(per_example(take), x_adv, pgd_point)
+        pgd_found = pgd_found | take
+    cw_point, _ = cw_l2(model, x, y, cw_steps, cw_rounds)
+    both = wrong(torch.cat([pgd_point, cw_point]), torch.cat([y, y]), torch.cat([onehot] * 2))
+    pgd_found, cw_found = both[: x.shape[0]], both[x.shape[0] :]
+    inf = torch.tensor(float("inf"), dtype=x.dtype)
+    d_pgd = torch.where(pgd_found, (pgd_point - x).flatten(1).norm(dim=1), inf)
+    d_cw = torch.where(cw_found, (cw_point - x).flatten(1).norm(dim=1), inf)
+    found = pgd_found | cw_found
+    point = torch.where(per_example(d_cw < d_pgd), cw_point, pgd_point)
+    point = torch.where(per_example(found), point, x)
+    delta = point - x
+    t_lo, t_hi = torch.zeros(x.shape[0], dtype=x.dtype), torch.ones(x.shape[0], dtype=x.dtype)
+    for _ in range(refine_steps):
+        mid = (t_lo + t_hi) / 2
+        is_wrong = wrong(x + per_example(mid) * delta)
+        t_lo, t_hi = torch.where(is_wrong, t_lo, mid), torch.where(is_wrong, mid, t_hi)
+    moved = (x + per_example(t_hi) * delta).clamp(0, 1)
+    point = torch.where(per_example(found & (t_hi < 1)), moved, point)
+    return point, found
+
+
 def relex(
     model, x, target, iterations, samples, m0=None, noises=None, lam1=1e-4, lam2=1.0, mu=0.99
 ):
@@ -131,6 +206,12 @@ def torch_case(name: str, model, opt, x, y, cw_steps: int):
         return lambda: pgd_linf(model, x, y, EPS, steps, torch.empty_like(x).uniform_(-EPS, EPS))
     if name == "cw_l2":
         return lambda: cw_l2(model, x, y, cw_steps, CW_ROUNDS)
+    if name == "boundary_search":
+        eps = attacks.DEFAULT_EPSILONS
+        return lambda: boundary_search(
+            model, x, y, eps, BOUNDARY_PGD_STEPS, BOUNDARY_CW_STEPS, CW_ROUNDS,
+            BOUNDARY_REFINE_STEPS, _l2_start,
+        )  # fmt: skip
     if name == "relex":
         return lambda: relex(model, x, y, 10, RELEX_SAMPLES)
 
@@ -161,6 +242,9 @@ def jax_case(name: str, apply_fn, tx, cw_steps: int):
     if name == "cw_l2":
         cw = attacks.carlini_wagner_l2(num_steps=cw_steps, binary_search_steps=CW_ROUNDS)
         return lambda p, x, y, k: cw(apply_fn, p, x, y)
+    if name == "boundary_search":
+        search = _jax_boundary(BOUNDARY_PGD_STEPS, BOUNDARY_CW_STEPS, CW_ROUNDS)
+        return lambda p, x, y, k: search(apply_fn, p, x, y, key=k)
     if name == "relex":
         explain = attribution.relex(num_iterations=10, num_samples=RELEX_SAMPLES)
         return lambda p, x, y, k: explain(apply_fn, p, x, y, key=k)
@@ -175,6 +259,15 @@ def jax_case(name: str, apply_fn, tx, cw_steps: int):
         return step(training.create_train_state(p, tx, key=k), {"image": x, "label": y})
 
     return run
+
+
+def _jax_boundary(pgd_steps: int, cw_steps: int, cw_rounds: int):
+    return attacks.boundary_search(
+        pgd_steps=pgd_steps,
+        cw_steps=cw_steps,
+        cw_binary_search_steps=cw_rounds,
+        refine_steps=BOUNDARY_REFINE_STEPS,
+    )
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -192,7 +285,8 @@ def check_case(name: str, setup, tmodel, x: np.ndarray, y: np.ndarray) -> dict[s
     key = jax.random.PRNGKey(3)
     if name.startswith("pgd") and not name.endswith("step"):
         return _check_pgd(int(name[3:]), setup, tmodel, x, y, key)
-    errors = {"cw_l2": _cw_errors, "relex": _relex_errors}.get(name, _penalty_errors)
+    errors = {"cw_l2": _cw_errors, "boundary_search": _boundary_errors, "relex": _relex_errors}
+    errors = errors.get(name, _penalty_errors)
 
     def in_dtype(dtype) -> dict[str, float]:
         params, xj, tmod = checks._in_dtype(dtype, setup, tmodel, x)
@@ -252,6 +346,21 @@ def _cw_errors(name, f, params, tmodel, xj, y, key) -> dict[str, float]:
     return {
         "success_mismatch": float(np.mean(np.asarray(ok) != t_ok.numpy())),
         "distance": checks.rel_err(d_ours, d_theirs),
+    }
+
+
+def _boundary_errors(name, f, params, tmodel, xj, y, key) -> dict[str, float]:
+    """From ``x`` (no random start), 5 PGD steps per radius, CW 2 × 20, 10 bisections."""
+    xn, yj, xt, yt = _inputs(xj, y)
+    ours = _jax_boundary(5, 20, 2)(f, params, xj, yj)
+    eps = attacks.DEFAULT_EPSILONS
+    point, found = boundary_search(tmodel, xt, yt, eps, 5, 20, 2, BOUNDARY_REFINE_STEPS, None)
+    both = np.asarray(ours.found) & found.numpy()
+    d_ours = np.linalg.norm((np.asarray(ours.x_adv) - xn).reshape(len(xn), -1), axis=1)
+    d_theirs = np.linalg.norm((tm.nhwc(point) - xn).reshape(len(xn), -1), axis=1)
+    return {
+        "found_mismatch": float(np.mean(np.asarray(ours.found) != found.numpy())),
+        "distance": checks.rel_err(d_ours[both], d_theirs[both]),
     }
 
 

@@ -26,13 +26,13 @@ the JSON); attributions: Captum vs jaxinterp at equal steps, rule and chunking (
 without a chunk pass ``None`` to both: Captum then runs one pass, jaxinterp on CPU passes
 of at most 512 examples, ``jaxinterp.core.ops.auto_chunk_size``; also
 Grad-CAM of conv4 and occlusion at equal window, stride and chunk); iterative cases (PGD-10
-and PGD-40 L∞, CW-L2, RelEx, the PGD-AT and TRADES train steps): the straightforward PyTorch
-eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp; APGD-CE and APGD-T (ε = 8/255,
-``--apgd-steps``, 1 restart) against torchattacks, on the model's own predictions. The
-ratio is torch time / jaxinterp time (> 1: jaxinterp is faster). Targets, at batch 128 on
-the CNN with 32×32×3 inputs: the plain and every penalty step at least as fast as PyTorch
-eager, IG at least as fast as Captum, the iterative cases ≥ 1.5× PyTorch eager. Each row
-is printed as soon as it is timed.
+and PGD-40 L∞, CW-L2, the boundary search, RelEx, the PGD-AT and TRADES train steps): the
+straightforward PyTorch eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp;
+APGD-CE and APGD-T (ε = 8/255, ``--apgd-steps``, 1 restart) against torchattacks, on the model's
+own predictions. The ratio is torch time / jaxinterp time (> 1: jaxinterp is faster).
+Targets, at batch 128 on the CNN with 32×32×3 inputs: the plain and every penalty step at
+least as fast as PyTorch eager, IG at least as fast as Captum, the iterative cases ≥ 1.5×
+PyTorch eager. Each row is printed as soon as it is timed.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ ITERATIVE = (
     "pgd10",
     "pgd40",
     "cw_l2",
+    "boundary_search",
     "relex",
     "pgd_at_step",
     "trades_step",

@@ -112,7 +112,15 @@ needs_torch = pytest.mark.skipif(
 )
 
 
-HAND_WRITTEN = ("pgd10", "pgd40", "cw_l2", "relex", "pgd_at_step", "trades_step")
+HAND_WRITTEN = (
+    "pgd10",
+    "pgd40",
+    "cw_l2",
+    "boundary_search",
+    "relex",
+    "pgd_at_step",
+    "trades_step",
+)
 """The iterative cases against a hand-written PyTorch loop (the others: torchattacks)."""
 
 
