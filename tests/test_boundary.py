@@ -270,3 +270,31 @@ def test_bad_calls_raise(setup):
         big(score_fn, x, x, baseline=x)
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
         bsg(score_fn, x, key=_key(0), num_samples=0)
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_the_ladder_on_the_unbroken_examples_alone_equals_every_radius_on_all(setup, random_start):
+    """Each radius attacks only the examples no smaller one broke, all radii in one scan:
+    the same PGD candidates as one ``attacks.pgd`` per radius on the whole batch (float64)."""
+    eps = (0.3, 0.6, 1.0, 1.5)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), setup.params)
+        x, y = setup.x.astype(jnp.float64), setup.y
+        key = _key(4) if random_start else None
+        # No CW (one step, never merged in), so pgd_point is the ladder's result alone.
+        search = boundary_search(epsilons=eps, pgd_steps=8, cw_steps=1, refine_steps=0)
+        res = _jit(search, static_argnums=0)(setup.apply_fn, params, x, y, key=key)
+        keys = jax.random.split(key, len(eps)) if random_start else [None] * len(eps)
+        point, found = x, np.zeros(x.shape[0], bool)
+        first = []
+        for e, k in zip(eps, keys, strict=True):
+            attack = pgd(epsilon=e, num_steps=8, norm="l2", random_start=random_start)
+            x_adv = _jit(attack, static_argnums=0)(setup.apply_fn, params, x, y, key=k)
+            take = np.asarray(margin_loss(setup.apply_fn(params, x_adv), y) > 0) & ~found
+            point = np.where(take.reshape((-1,) + (1,) * (x.ndim - 1)), x_adv, point)
+            found |= take
+            first.append(found.mean())
+    # Broken at different radii, so the later radii run on part of the batch.
+    assert 0 < first[0] and first[1] < 1, first
+    np.testing.assert_array_equal(res.pgd_found, found)
+    np.testing.assert_allclose(res.pgd_point, point, rtol=0, atol=1e-12)

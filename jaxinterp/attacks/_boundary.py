@@ -16,12 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
+from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.losses import get_loss, margin_loss
-from jaxinterp.core.ops import l2_norm
+from jaxinterp.core.ops import l2_norm, project_ball
 from jaxinterp.core.ops import per_example as _per_example
 
 from ._carlini_wagner import carlini_wagner_l2
-from ._pgd import pgd
+from ._pgd import _random_delta, pgd
+from ._remaining import on_remaining
 
 __all__ = ["DEFAULT_EPSILONS", "BoundaryResult", "BoundarySearch", "boundary_search"]
 
@@ -89,6 +91,62 @@ def _refine(
     _, t = jax.lax.fori_loop(0, num_steps, bisect, t0)
     moved = jnp.clip(x + _per_example(t, x.ndim) * delta, *bounds)
     return jnp.where(_per_example(found & (t < 1), x.ndim), moved, point)
+
+
+def _ladder(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    eps: tuple[float, ...],
+    alphas: tuple[float, ...],
+    num_steps: int,
+    bounds: tuple[float, float],
+    key: jax.Array | None,
+    wrong: Callable[[jax.Array, jax.Array], jax.Array],
+) -> tuple[jax.Array, jax.Array]:
+    """The L2 PGD ladder: per example, the result at the smallest radius that misclassifies.
+
+    One ``lax.scan`` over the radii (ε and the step are traced, so one PGD loop serves them
+    all); each radius attacks only the examples no smaller one has broken
+    (:func:`on_remaining`: the same result as attacking all of them, since a later radius
+    never replaces a found point). Radius ``m`` starts from ``x + δ_m``, ``δ_m`` uniform in
+    its ball from ``split(key, M)[m]`` and drawn for the whole batch, or from ``x``.
+    """
+    b, ndim = x.shape[0], x.ndim
+
+    def attack(center: jax.Array, labels: jax.Array, x0: jax.Array, e: jax.Array, a: jax.Array):
+        def objective(v: jax.Array) -> jax.Array:
+            return jnp.sum(loss_fn(apply_fn(params, v), labels))
+
+        def project(v: jax.Array) -> jax.Array:
+            return project_ball(v, center, e, "l2", bounds)
+
+        x_adv = gradient_steps(
+            objective, x0, num_steps=num_steps, step_size=1.0, direction="l2",
+            project=project, mask=a,  # the step α, traced
+        )  # fmt: skip
+        return x_adv, wrong(x_adv, labels)
+
+    def rung(carry: tuple[jax.Array, jax.Array], rung_in: tuple) -> tuple:
+        point, found = carry
+        k, e, a = rung_in
+        x0 = x
+        if key is not None:
+            x0 = project_ball(x + _random_delta(k, x, e, "l2"), x, e, "l2", bounds)
+        x_adv, broken = on_remaining(
+            lambda c, lab, s: attack(c, lab, s, e, a), ~found, (x, y, x0), (x, jnp.zeros(b, bool))
+        )
+        take = broken & ~found
+        return (jnp.where(_per_example(take, ndim), x_adv, point), found | take), None
+
+    m = len(eps)
+    keys = jnp.zeros((m,)) if key is None else jax.random.split(key, m)
+    dtype = x.dtype
+    rungs = (keys, jnp.asarray(eps, dtype), jnp.asarray(alphas, dtype))
+    (point, found), _ = jax.lax.scan(rung, (x, jnp.zeros(b, bool)), rungs)
+    return point, found
 
 
 def boundary_search(
@@ -185,14 +243,10 @@ def boundary_search(
     checks.one_of("pgd_loss", pgd_loss, ("ce", "margin"))
     get_loss(pgd_loss)
     bounds = checks.box(bounds, "CW's tanh box")
-    ladders = {
-        start: [
-            pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2",
-                loss=pgd_loss, bounds=bounds, random_start=start)
-            for e in eps
-        ]
-        for start in (True, False)
-    }  # fmt: skip
+    for e in eps:  # Validates each radius's PGD as the ladder runs it.
+        pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2", bounds=bounds)
+    alphas = tuple(checks.step_size(pgd_step_size, e, pgd_steps) for e in eps)
+    loss_fn = get_loss(pgd_loss)
     try:
         cw = carlini_wagner_l2(
             num_steps=cw_steps,
@@ -220,19 +274,14 @@ def boundary_search(
     ) -> BoundaryResult:
         x = checks.array(x, "x", min_ndim=2, image=True)
         y = checks.labels(y, x.shape[0], "y", num_classes=checks.num_classes(apply_fn, params, x))
-        ladder = ladders[key is not None]
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
 
         def wrong(x_adv: jax.Array, labels: jax.Array = y) -> jax.Array:  # Misclassified.
             return margin_loss(apply_fn(params, x_adv), labels) > 0
 
-        keys = [None] * len(ladder) if key is None else jax.random.split(key, len(ladder))
-        pgd_point, pgd_found = x, jnp.zeros(y.shape, bool)
-        for m, attack in enumerate(ladder):  # Static: one PGD loop per radius, in order.
-            x_adv = attack(apply_fn, params, x, y, key=keys[m])
-            take = wrong(x_adv) & ~pgd_found
-            pgd_point = jnp.where(_per_example(take, x.ndim), x_adv, pgd_point)
-            pgd_found = pgd_found | take
+        pgd_point, pgd_found = _ladder(
+            apply_fn, params, x, y, loss_fn, eps, alphas, pgd_steps, bounds, key, wrong
+        )
         cw_point, _ = cw(apply_fn, params, x, y)
 
         # Re-score both candidates in one pass, so the merge and `found` agree with f.

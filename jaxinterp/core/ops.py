@@ -86,7 +86,7 @@ _TINY = 1e-30  # Below any float32 norm worth dividing by; guards divisions by z
 def project_ball(
     v: jax.Array,
     center: jax.Array,
-    epsilon: float,
+    epsilon: float | jax.Array,
     norm: str = "linf",
     bounds: tuple[float, float] | None = None,
 ) -> jax.Array:
