@@ -101,7 +101,7 @@ def _penalty_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]
         model, opt = _fresh(tmodel)
         out[key] = _time_torch(tp.make_step(name, variant, model, opt, xt, yt, 1.0), args)
     impls = jax_impls(name, args)
-    factory = penalty_factories(s.model.features_fn)[name]
+    factory = penalty_factories(s.model)[name]
     for i, impl in enumerate(impls):
         t = _jax_step(s, regularizers.combine(**{name: (1.0, factory(impl))}), args)
         prefix = "jax" if i == 0 else "jax_other"

@@ -104,7 +104,7 @@ def _penalty_errors(name, setup, tmodel, x, y, key, impls, dtype) -> dict[str, f
     }
     errs: dict[str, float] = {}
     for impl in impls:
-        pen = penalty_factories(setup.model.features_fn)[name](impl)
+        pen = penalty_factories(setup.model)[name](impl)
         (value, _), grads = _jax_value_and_grad(pen, setup.model.apply_fn, params, xj, y, key)
         for variant, (t_value, t_grads) in torch_out.items():
             errs[f"{impl}/{variant}/value"] = rel_err(t_value, float(value))

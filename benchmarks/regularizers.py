@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from benchmarks._setup import Setup, add_common_args, parse_shape, resolve
 from benchmarks._timing import compile_and_time, parse_ints, report
@@ -32,8 +33,10 @@ PENALTIES = (
 )
 
 
-def penalty_factories(features_fn: Callable | None) -> dict[str, Callable[[str], Callable]]:
-    """name -> factory(impl) for every penalty with a fast and an autodiff implementation."""
+def penalty_factories(model: Any) -> dict[str, Callable[[str], Callable]]:
+    """name -> factory(impl) for every penalty with a fast and an autodiff implementation;
+    ``model`` (a :class:`jaxinterp.models.Model`) gives activation sensitivity its
+    ``features_fn`` and ``layer_fn``, as ``jaxinterp train`` does."""
     return {
         "input_gradient_norm": lambda impl: regularizers.input_gradient_norm(impl=impl),
         "gradient_alignment": lambda impl: regularizers.gradient_alignment(
@@ -41,7 +44,7 @@ def penalty_factories(features_fn: Callable | None) -> dict[str, Callable[[str],
         ),
         "hessian_norm": lambda impl: regularizers.hessian_norm(num_probes=1, impl=impl),
         "activation_sensitivity": lambda impl: regularizers.activation_sensitivity(
-            features_fn, layers=None, num_probes=1, impl=impl
+            model.features_fn, layers=None, num_probes=1, impl=impl, layer_fn=model.layer_fn
         ),
         "curvature": lambda impl: regularizers.curvature(impl=impl),
     }
@@ -70,7 +73,7 @@ def bench(
 
     plain = time_step(None)
     rows = [{"penalty": "plain", "impl": "-", "default": False, **plain, "ratio": 1.0}]
-    factories = penalty_factories(s.model.features_fn)
+    factories = penalty_factories(s.model)
     for name in names:
         for impl in impls:
             pen = regularizers.combine(**{name: (1.0, factories[name](impl))})

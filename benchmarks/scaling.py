@@ -84,7 +84,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     s = Setup(args.model, b, args.input_shape)
     penalty = None
     if args.penalty != "none":
-        factory = penalty_factories(s.model.features_fn)[args.penalty]
+        factory = penalty_factories(s.model)[args.penalty]
         impl = default_impl(args.penalty)
         penalty = regularizers.combine(**{args.penalty: (1.0, factory(impl))})
     mesh = training.make_data_mesh(n)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinterp import models
+from jaxinterp import models, regularizers
 from jaxinterp.regularizers._activation_sensitivity import activation_sensitivity
 
 ESTIMATORS = ("jvp", "random_neuron", "finite_difference")
@@ -119,6 +119,27 @@ def test_fast_matches_autodiff_cnn():
     assert set(diags) == {"conv1", "conv2", "conv3", "conv4", "fc1"}
     np.testing.assert_allclose(value, value_ad, rtol=1e-9)
     _assert_trees_close(grads, grads_ad, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", ["fast", "autodiff"])
+def test_layer_fn_gives_the_same_penalty_and_the_logits_of_its_pass(impl):
+    """With the model's ``layer_fn`` the ``"jvp"`` estimator computes the same value and
+    params-gradient as from ``features_fn``, and returns the logits at ``x`` as well."""
+    with jax.enable_x64(True):
+        model, x, params = _setup("cnn", (3, 4, 4, 1), np.float64)
+        penalties = [
+            activation_sensitivity(model.features_fn, num_probes=2, impl=impl, layer_fn=fn)
+            for fn in (model.layer_fn, None)
+        ]
+        ((value, diags), grads), ((value_f, diags_f), grads_f) = _values_and_grads(
+            penalties, params, x
+        )
+        logits = np.asarray(model.apply_fn(params, x))
+    np.testing.assert_allclose(diags.pop(regularizers.SHARED_LOGITS), logits, rtol=1e-12)
+    assert regularizers.SHARED_LOGITS not in diags_f
+    np.testing.assert_allclose(value, value_f, rtol=1e-12)
+    _assert_trees_close(diags, diags_f, rtol=1e-12)
+    _assert_trees_close(grads, grads_f, rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("estimator", ["jvp", "random_neuron"])

@@ -202,10 +202,17 @@ def _step_outputs(model, tx, state, batch, penalty, **kwargs):
         ),
         ("hessian_autodiff", lambda: regularizers.hessian_norm(impl="autodiff")),
         ("trades", lambda: regularizers.trades(epsilon=0.1, num_steps=2)),
+        ("act_sens_autodiff", "autodiff"),
+        ("act_sens_fast", "fast"),
     ],
 )
 def test_a_penalty_shares_its_logits_with_the_same_step(name, factory):
     model, x, y = _tiny_cnn_batch()
+    if name.startswith("act_sens"):  # the model's layer_fn gives the logits of its pass
+        impl = factory
+        factory = lambda: regularizers.activation_sensitivity(  # noqa: E731
+            model.features_fn, impl=impl, layer_fn=model.layer_fn
+        )
     tx = optax.sgd(1.0)
     with jax.enable_x64(True):
         state = _float64_state(model, x, tx)

@@ -89,7 +89,7 @@ from its own forward pass, params attached (not a metric: an array, not a scalar
 
 Penalties that run the model at ``x`` with params attached offer them: the input-gradient
 penalties (the point ``x`` itself, unless detached in ``fast`` mode), the Hessian norm
-(``autodiff``) and TRADES. :func:`~jaxinterp.regularizers.combine` passes the first
+(``autodiff``), activation sensitivity given ``layer_fn`` and TRADES. :func:`~jaxinterp.regularizers.combine` passes the first
 penalty's on unprefixed and :func:`~jaxinterp.training.make_train_step` computes its
 cross-entropy and accuracy from them instead of a forward pass of its own: reverse mode then
 accumulates the loss's cotangent into the penalty's backward pass through the model, so one

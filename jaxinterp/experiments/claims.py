@@ -230,7 +230,9 @@ claim_1 = Claim(
 def _median_step_seconds(m: Model, x: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
     """Median time of one jitted train step of ``m``'s config (compile and warm-up excluded)."""
     tx = optax.adam(1e-3)
-    penalty = build_penalty(m.config.penalties, context={"features_fn": m.features_fn})
+    penalty = build_penalty(
+        m.config.penalties, context={"features_fn": m.features_fn, "layer_fn": m.layer_fn}
+    )
     step = jax.jit(
         training.make_train_step(m.apply_fn, tx, penalty=penalty, ce_weight=m.config.ce_weight)
     )

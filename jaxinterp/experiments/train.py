@@ -233,7 +233,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
 
     tx, schedule = optimizer_from_config(config)
-    penalty = build_penalty(config.penalties, context={"features_fn": model.features_fn})
+    penalty = build_penalty(
+        config.penalties, context={"features_fn": model.features_fn, "layer_fn": model.layer_fn}
+    )
     step_fn = training.jit_train_step(
         training.make_train_step(
             model.apply_fn, tx, penalty=penalty, schedule=schedule, ce_weight=config.ce_weight

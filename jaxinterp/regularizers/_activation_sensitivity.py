@@ -12,8 +12,9 @@ import jax.numpy as jnp
 
 from jaxinterp.core import checks
 from jaxinterp.core.protocols import ApplyFn
+from jaxinterp.models.model import LayerFn
 
-from ._engine import IMPLS, check_batch, check_impl
+from ._engine import IMPLS, check_batch, check_impl, share_logits
 
 __all__ = ["ESTIMATORS", "IMPLS", "activation_sensitivity"]
 
@@ -37,19 +38,30 @@ def _layer_fn(features_fn: FeaturesFn, params: Any, name: str) -> Callable[[jax.
     return lambda z: features_fn(params, z)[name]
 
 
-def _jvp_fast(select: Callable, x: jax.Array, vs: jax.Array) -> dict[str, jax.Array]:
-    """``J v`` for each probe ``v`` in ``vs: [k, *x.shape]``, forward mode."""
-    return jax.vmap(lambda v: jax.jvp(select, (x,), (v,))[1])(vs)
+def _jvp_fast(select: Callable, x: jax.Array, vs: jax.Array) -> tuple[dict, Any]:
+    """``J v`` for each probe ``v`` in ``vs: [k, *x.shape]``, forward mode; with the aux
+    (``select(z) -> (acts, aux)``) of the forward pass at ``x``, which no probe changes."""
+
+    def jv(v: jax.Array) -> tuple[dict, Any]:
+        (_, aux), (tangents, _) = jax.jvp(select, (x,), (v,))
+        return tangents, aux
+
+    return jax.vmap(jv, out_axes=(0, None))(vs)
 
 
-def _jvp_autodiff(select: Callable, x: jax.Array, vs: jax.Array, acts: dict) -> dict:
-    """``J v`` by the double-vjp trick: ``J v = ∇_u ⟨Jᵀu, v⟩`` at a dummy ``u = 0``."""
+def _jvp_autodiff(select: Callable, x: jax.Array, vs: jax.Array, acts: dict) -> tuple[dict, Any]:
+    """``J v`` by the double-vjp trick: ``J v = ∇_u ⟨Jᵀu, v⟩`` at a dummy ``u = 0``; with
+    the aux of the forward pass at ``x`` (as :func:`_jvp_fast`)."""
     zeros = jax.tree.map(jnp.zeros_like, acts)
 
-    def jv(v: jax.Array) -> dict[str, jax.Array]:
-        return jax.grad(lambda u: jnp.vdot(jax.vjp(select, x)[1](u)[0], v))(zeros)
+    def jv(v: jax.Array) -> tuple[dict, Any]:
+        def inner(u: dict) -> tuple[jax.Array, Any]:
+            _, vjp_fn, aux = jax.vjp(select, x, has_aux=True)
+            return jnp.vdot(vjp_fn(u)[0], v), aux
 
-    return jax.vmap(jv)(vs)
+        return jax.grad(inner, has_aux=True)(zeros)
+
+    return jax.vmap(jv, out_axes=(0, None))(vs)
 
 
 def _vjp_fast(layer_fn: Callable, x: jax.Array, us: jax.Array) -> jax.Array:
@@ -73,6 +85,7 @@ def activation_sensitivity(
     normalize: bool = False,
     fd_step: float = 1e-3,
     impl: str = "autodiff",
+    layer_fn: LayerFn | None = None,
 ) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
     r"""Builds the activation-sensitivity penalty of Moshe et al. (2024).
 
@@ -134,6 +147,13 @@ def activation_sensitivity(
         normalize: Divide each example's layer term by ``‖a_l(x_b)‖²/n_l + 1e-6``.
         fd_step: Step ``h > 0`` of ``"finite_difference"`` (validated for all estimators).
         impl: ``"fast"`` or ``"autodiff"``.
+        layer_fn: The model's ``layer_fn(params, x, offsets) -> (logits, features)``
+            (:attr:`jaxinterp.models.Model.layer_fn`, naming the layers as ``features_fn``
+            does), or ``None``. Given, the ``"jvp"`` estimator takes the activations from it
+            with no offsets and also returns the logits of that forward pass at ``x``
+            (:data:`~jaxinterp.regularizers.SHARED_LOGITS`), so that the train step's
+            cross-entropy shares the penalty's backward pass (``jaxinterp train`` passes
+            the model's).
 
     Returns:
         ``penalty(apply_fn, params, x, y, *, key) -> (R, diagnostics)`` with ``x: [B, ...]``:
@@ -158,6 +178,8 @@ def activation_sensitivity(
     """
     checks.one_of("estimator", estimator, ESTIMATORS)
     check_impl(impl)
+    if layer_fn is not None:
+        checks.function("layer_fn", layer_fn)
     k = checks.integer("num_probes", num_probes)
     h = checks.positive("fd_step", fd_step)
     if layers is not None:
@@ -188,11 +210,16 @@ def activation_sensitivity(
             if feats[n].ndim < 1 or feats[n].shape[0] != x.shape[0]:
                 raise ValueError(f"layer {n!r} has shape {feats[n].shape}; expected [B, ...]")
 
-        def select(z: jax.Array) -> dict[str, jax.Array]:  # x -> {l: a_l(x)} for l in S
-            out = features_fn(params, z)
-            return {n: out[n] for n in names}
+        def select(z: jax.Array) -> tuple[dict[str, jax.Array], jax.Array | None]:
+            """x -> ({l: a_l(x)} for l in S, the logits of the same pass or None)."""
+            if layer_fn is None:
+                out, logits = features_fn(params, z), None
+            else:
+                logits, out = layer_fn(params, z, {})
+            return {n: out[n] for n in names}, logits
 
         acts = {n: feats[n] for n in names}
+        logits = None  # the logits of the "jvp" estimator's pass at x, given layer_fn
         units = {n: math.prod(acts[n].shape[1:]) for n in names}
         # sq[l]: [k, B] probe responses, each an unbiased estimate of ‖J_l(x_b)‖²_F / n_l.
         if estimator == "random_neuron":
@@ -201,18 +228,18 @@ def activation_sensitivity(
                 idx = jax.random.randint(_layer_key(key, n), (k, x.shape[0]), 0, units[n])
                 us = jax.nn.one_hot(idx, units[n], dtype=acts[n].dtype)
                 us = us.reshape((k, *acts[n].shape))
-                layer_fn = _layer_fn(features_fn, params, n)
-                jtus = (_vjp_fast if impl == "fast" else _vjp_autodiff)(layer_fn, x, us)
+                one_layer = _layer_fn(features_fn, params, n)
+                jtus = (_vjp_fast if impl == "fast" else _vjp_autodiff)(one_layer, x, us)
                 sq[n] = _per_example_sq(jtus, 1)  # E_u ‖Jᵀu‖² = ‖J‖²_F / n_l
         else:
             vs = jax.random.normal(key, (k, *x.shape), x.dtype)
             if estimator == "finite_difference":
-                moved = jax.vmap(lambda v: select(x + h * v))(vs)
+                moved = jax.vmap(lambda v: select(x + h * v)[0])(vs)
                 diffs = {n: (moved[n] - acts[n][None]) / h for n in names}
             elif impl == "fast":
-                diffs = _jvp_fast(select, x, vs)
+                diffs, logits = _jvp_fast(select, x, vs)
             else:
-                diffs = _jvp_autodiff(select, x, vs, acts)
+                diffs, logits = _jvp_autodiff(select, x, vs, acts)
             sq = {n: _per_example_sq(diffs[n], 1) / units[n] for n in names}
 
         diagnostics: dict[str, jax.Array] = {}
@@ -223,6 +250,8 @@ def activation_sensitivity(
                 term = term / (_per_example_sq(acts[n], 0) / units[n] + _NORMALIZE_EPS)
             diagnostics[n] = jnp.mean(term)
             total = total + weights.get(n, 1.0) * diagnostics[n]
-        return total, diagnostics
+        return (
+            (total, diagnostics) if logits is None else share_logits((total, diagnostics), logits)
+        )
 
     return penalty
