@@ -89,9 +89,11 @@ from its own forward pass, params attached (not a metric: an array, not a scalar
 
 Penalties that run the model at ``x`` with params attached offer them: the input-gradient
 penalties (the point ``x`` itself, unless detached in ``fast`` mode), the Hessian norm
-(``autodiff``), activation sensitivity given ``layer_fn`` and TRADES. :func:`~jaxinterp.regularizers.combine` passes the first
-penalty's on unprefixed and :func:`~jaxinterp.training.make_train_step` computes its
-cross-entropy and accuracy from them instead of a forward pass of its own: reverse mode then
-accumulates the loss's cotangent into the penalty's backward pass through the model, so one
-backward pass serves both (same values and gradients; the input-gradient norm step on the
-CNN took 334 ms instead of 434-469 ms on a 2-core Zen 4)."""
+(``autodiff``), activation sensitivity given ``layer_fn``, and TRADES.
+:func:`~jaxinterp.regularizers.combine` passes the first penalty's on unprefixed and
+:func:`~jaxinterp.training.make_train_step` computes its cross-entropy from them instead of
+a forward pass of its own: reverse mode then accumulates the loss's cotangent into the
+penalty's backward pass through the model, so one backward pass serves both (same values
+and gradients; on the CNN, batch 128, 2-core Zen 4: the input-gradient norm step 443 ->
+328 ms, the Hessian norm's 712-725 -> 653-699 ms, activation sensitivity's 414-422 ->
+339-349 ms)."""
