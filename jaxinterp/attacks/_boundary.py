@@ -241,7 +241,6 @@ def boundary_search(
     if pgd_step_size is not None:
         pgd_step_size = checks.positive("pgd_step_size", pgd_step_size)
     checks.one_of("pgd_loss", pgd_loss, ("ce", "margin"))
-    get_loss(pgd_loss)
     bounds = checks.box(bounds, "CW's tanh box")
     for e in eps:  # Validates each radius's PGD as the ladder runs it.
         pgd(epsilon=e, num_steps=pgd_steps, step_size=pgd_step_size, norm="l2", bounds=bounds)

@@ -250,8 +250,6 @@ def activation_sensitivity(
                 term = term / (_per_example_sq(acts[n], 0) / units[n] + _NORMALIZE_EPS)
             diagnostics[n] = jnp.mean(term)
             total = total + weights.get(n, 1.0) * diagnostics[n]
-        return (
-            (total, diagnostics) if logits is None else share_logits((total, diagnostics), logits)
-        )
+        return share_logits((total, diagnostics), logits)
 
     return penalty

@@ -86,9 +86,12 @@ def summed_score_with_logits(
 
 
 def share_logits(
-    out: tuple[jax.Array, dict[str, jax.Array]], logits: jax.Array
+    out: tuple[jax.Array, dict[str, jax.Array]], logits: jax.Array | None
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``out`` with the logits at ``x`` (params attached) under :data:`SHARED_LOGITS`."""
+    """``out`` with the logits at ``x`` (params attached) under :data:`SHARED_LOGITS`;
+    ``out`` itself when there are none."""
+    if logits is None:
+        return out
     value, diags = out
     return value, {**diags, SHARED_LOGITS: logits}
 
