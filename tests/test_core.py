@@ -83,6 +83,28 @@ def test_gradient_steps_sign_l2_mask_and_projection_match_a_hand_loop():
     np.testing.assert_allclose(down, 0.5 * jnp.ones((1, 3)))
 
 
+def test_gradient_steps_takes_a_traced_step_size():
+    """One jitted loop for several step sizes (the boundary ladder's use): a traced ``α``
+    takes the same steps as the Python float, descending as well as ascending."""
+    target = jnp.array([[1.0, -2.0, 0.5]])
+    x0 = jnp.zeros((1, 3))
+
+    def run(alpha, maximize):
+        return core.gradient_steps(
+            _quadratic(target), x0, num_steps=3, step_size=alpha, direction="l2",
+            maximize=maximize,
+        )  # fmt: skip
+
+    traced = jax.jit(run, static_argnums=1)
+    for alpha in (0.1, 0.7):
+        for maximize in (True, False):
+            np.testing.assert_array_equal(
+                traced(jnp.float32(alpha), maximize), run(alpha, maximize)
+            )
+    with pytest.raises(ValueError, match="step_size"):
+        run(-0.1, True)  # a Python step size is still checked
+
+
 def test_gradient_steps_optimizer_and_observe():
     target = jnp.array([[3.0, -1.0]])
     opt = optax.sgd(0.25)

@@ -18,7 +18,7 @@ from jaxinterp.core.losses import ce_loss, label_logit
 from jaxinterp.core.ops import per_example, project_ball, unit_l2
 from jaxinterp.core.protocols import ApplyFn, Attack
 
-from ._pgd import NORMS, _random_delta, check_call
+from ._pgd import NORMS, check_call, random_start_point
 from ._remaining import on_remaining
 
 __all__ = [
@@ -288,8 +288,7 @@ def apgd(
             out_adv, found, out_best, best_loss = carry
             x0 = x
             if key is not None:
-                delta = _random_delta(jax.random.fold_in(key, r), x, epsilon, norm)
-                x0 = project(x + delta, x)
+                x0 = random_start_point(jax.random.fold_in(key, r), x, epsilon, norm, bounds)
             t = jnp.take(targets, r // num_restarts, axis=1)
             # After the first run, only the examples still robust: a fooled one keeps its first
             # misclassified iterate and a misclassified one is returned as x, whatever later

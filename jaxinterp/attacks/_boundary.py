@@ -16,13 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.ascent import gradient_steps
 from jaxinterp.core.losses import get_loss, margin_loss
-from jaxinterp.core.ops import l2_norm, project_ball
+from jaxinterp.core.ops import l2_norm
 from jaxinterp.core.ops import per_example as _per_example
 
 from ._carlini_wagner import carlini_wagner_l2
-from ._pgd import _random_delta, pgd
+from ._pgd import ascend, pgd, random_start_point
 from ._remaining import on_remaining
 
 __all__ = ["DEFAULT_EPSILONS", "BoundaryResult", "BoundarySearch", "boundary_search"]
@@ -117,24 +116,16 @@ def _ladder(
     b, ndim = x.shape[0], x.ndim
 
     def attack(center: jax.Array, labels: jax.Array, x0: jax.Array, e: jax.Array, a: jax.Array):
-        def objective(v: jax.Array) -> jax.Array:
-            return jnp.sum(loss_fn(apply_fn(params, v), labels))
-
-        def project(v: jax.Array) -> jax.Array:
-            return project_ball(v, center, e, "l2", bounds)
-
-        x_adv = gradient_steps(
-            objective, x0, num_steps=num_steps, step_size=1.0, direction="l2",
-            project=project, mask=a,  # the step α, traced
+        x_adv = ascend(
+            apply_fn, params, center, labels, x0, epsilon=e, step_size=a,
+            num_steps=num_steps, norm="l2", bounds=bounds, loss_fn=loss_fn,
         )  # fmt: skip
         return x_adv, wrong(x_adv, labels)
 
     def rung(carry: tuple[jax.Array, jax.Array], rung_in: tuple) -> tuple:
         point, found = carry
         k, e, a = rung_in
-        x0 = x
-        if key is not None:
-            x0 = project_ball(x + _random_delta(k, x, e, "l2"), x, e, "l2", bounds)
+        x0 = x if key is None else random_start_point(k, x, e, "l2", bounds)
         x_adv, broken = on_remaining(
             lambda c, lab, s: attack(c, lab, s, e, a), ~found, (x, y, x0), (x, jnp.zeros(b, bool))
         )

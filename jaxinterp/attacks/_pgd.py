@@ -114,23 +114,11 @@ def pgd(
             norm=norm,
         )
         params, x = jax.lax.stop_gradient(params), jax.lax.stop_gradient(x)
-
-        def objective(x_adv: jax.Array) -> jax.Array:
-            total = jnp.sum(loss_fn(apply_fn(params, x_adv), y))
-            return -total if targeted else total
-
-        def project(x_adv: jax.Array) -> jax.Array:
-            return project_ball(x_adv, x, epsilon, norm, bounds)
-
-        x0 = project(x + _random_delta(checks.key(key), x, epsilon, norm)) if random_start else x
-        x_adv = gradient_steps(
-            objective,
-            x0,
-            num_steps=num_steps,
-            step_size=step_size,
-            direction="sign" if norm == "linf" else "l2",
-            project=project,
-        )
+        x0 = random_start_point(key, x, epsilon, norm, bounds) if random_start else x
+        x_adv = ascend(
+            apply_fn, params, x, y, x0, epsilon=epsilon, step_size=step_size,
+            num_steps=num_steps, norm=norm, bounds=bounds, loss_fn=loss_fn, targeted=targeted,
+        )  # fmt: skip
         return jax.lax.stop_gradient(x_adv.astype(x.dtype))
 
     attack.__doc__ = (
@@ -184,7 +172,53 @@ def fgsm(
     )
 
 
-def _random_delta(key: jax.Array, x: jax.Array, epsilon: float, norm: str) -> jax.Array:
+def ascend(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    center: jax.Array,
+    labels: jax.Array,
+    x0: jax.Array,
+    *,
+    epsilon: float | jax.Array,
+    step_size: float | jax.Array,
+    num_steps: int,
+    norm: str,
+    bounds: tuple[float, float] | None,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    targeted: bool = False,
+) -> jax.Array:
+    """PGD's ascent (see :func:`pgd`): ``num_steps`` steps of ``α`` from ``x0`` on
+    ``±Σ_b L(f(x'_b), labels_b)``, each projected onto the ``norm``-ball of radius ``ε``
+    around ``center`` and clipped to ``bounds``. ``epsilon`` and ``step_size`` may be traced
+    scalars (the boundary search's ladder runs one loop for all its radii)."""
+
+    def objective(x_adv: jax.Array) -> jax.Array:
+        total = jnp.sum(loss_fn(apply_fn(params, x_adv), labels))
+        return -total if targeted else total
+
+    return gradient_steps(
+        objective,
+        x0,
+        num_steps=num_steps,
+        step_size=step_size,
+        direction="sign" if norm == "linf" else "l2",
+        project=lambda x_adv: project_ball(x_adv, center, epsilon, norm, bounds),
+    )
+
+
+def random_start_point(
+    key: jax.Array | None,
+    x: jax.Array,
+    epsilon: float | jax.Array,
+    norm: str,
+    bounds: tuple[float, float] | None,
+) -> jax.Array:
+    """PGD's random start ``Π(x + δ₀)``, ``δ₀`` uniform in the ε-ball (see :func:`pgd`)."""
+    delta = _random_delta(checks.key(key), x, epsilon, norm)
+    return project_ball(x + delta, x, epsilon, norm, bounds)
+
+
+def _random_delta(key: jax.Array, x: jax.Array, epsilon: float | jax.Array, norm: str) -> jax.Array:
     """A uniform sample from the ε-ball, one per example, shaped and typed like ``x``."""
     if norm == "linf":
         return jax.random.uniform(key, x.shape, x.dtype, -epsilon, epsilon)

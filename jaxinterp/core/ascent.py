@@ -37,7 +37,7 @@ def gradient_steps(
     x0: jax.Array,
     *,
     num_steps: int,
-    step_size: float | None = None,
+    step_size: float | jax.Array | None = None,
     direction: str = "sign",
     maximize: bool = True,
     project: Callable[[jax.Array], jax.Array] | None = None,
@@ -65,7 +65,8 @@ def gradient_steps(
       objective: ``J(x) -> scalar`` (or ``(scalar, aux)`` with ``has_aux``).
       x0: The first iterate ``[B, ...]``.
       num_steps: Steps ``>= 1``.
-      step_size: ``α > 0`` (required without ``optimizer``).
+      step_size: ``α > 0`` (required without ``optimizer``); a scalar ``jax.Array`` (e.g.
+        traced, one loop for several step sizes) is used as it is, unchecked.
       direction: One of :data:`DIRECTIONS`.
       maximize: Ascend ``J`` (default) or descend it.
       project: ``Π``, applied after every step; ``None`` for none.
@@ -89,7 +90,9 @@ def gradient_steps(
     num_steps = checks.integer("num_steps", num_steps)
     checks.one_of("direction", direction, DIRECTIONS)
     if optimizer is None:
-        alpha = checks.positive("step_size", step_size)
+        alpha: Any = step_size
+        if not isinstance(step_size, jax.Array):
+            alpha = checks.positive("step_size", step_size)
         alpha = alpha if maximize else -alpha
     grad_fn = jax.grad(objective, has_aux=has_aux)
 
