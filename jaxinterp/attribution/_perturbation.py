@@ -19,7 +19,7 @@ import numpy as np
 from jaxinterp.core import checks
 from jaxinterp.core.ops import chunked_reduce
 from jaxinterp.core.protocols import ScoreFn
-from jaxinterp.core.scores import checked_score
+from jaxinterp.core.scores import checked_score, scores_of_copies
 
 __all__ = ["occlusion", "rise"]
 
@@ -98,7 +98,7 @@ def occlusion(
     def drops(m: jax.Array) -> jax.Array:  # m: [n, H, W] -> Σ_p drop_p M_p, [B, H, W]
         mm = m[:, None, :, :, None]
         z = x[None] * (1 - mm) + baseline * mm  # [n, B, H, W, C]
-        s = jax.vmap(lambda zi: checked_score(score_fn, zi))(z)  # [n, B]
+        s = scores_of_copies(score_fn, z)  # [n, B]
         return jnp.einsum("nb,nhw->bhw", s0[None] - s, m)
 
     zeros = jnp.zeros(x.shape[:3], x.dtype)
@@ -166,7 +166,7 @@ def rise(
     def weighted(keys: jax.Array) -> jax.Array:  # keys: [n] -> Σ_i s(x ⊙ M_i) M_i, [B, H, W]
         m = jax.lax.map(mask, keys)  # one key at a time: masks do not depend on chunk_size
         z = x[None] * m[:, None, :, :, None]
-        s = jax.vmap(lambda zi: checked_score(score_fn, zi))(z)  # [n, B]
+        s = scores_of_copies(score_fn, z)  # [n, B]
         return jnp.einsum("nb,nhw->bhw", s, m)
 
     keys = jax.random.split(key, num_masks)

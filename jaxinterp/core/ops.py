@@ -19,6 +19,7 @@ __all__ = [
     "AUTO_CHUNK_EXAMPLES",
     "TIE_KEY",
     "auto_chunk_size",
+    "chunked_apply",
     "chunked_map",
     "chunked_reduce",
     "flat",
@@ -279,16 +280,40 @@ def chunked_map(
     examples_per_point: int | None = None,
 ) -> Any:
     """``fn`` over the leading axis of ``xs``, results stacked: one ``vmap``
-    (``chunk_size=None``) or ``lax.map`` with ``batch_size=chunk_size`` (that many alive).
+    (``chunk_size=None``) or ``chunk_size`` points a pass (:func:`chunked_apply` of the
+    vmapped ``fn``).
 
     With ``examples_per_point`` given, ``chunk_size=None`` means :func:`auto_chunk_size`
     (on CPU, at most :data:`AUTO_CHUNK_EXAMPLES` examples per pass).
     """
+    return chunked_apply(jax.vmap(fn), xs, chunk_size, examples_per_point=examples_per_point)
+
+
+def chunked_apply(
+    fn: Callable[[Any], Any],
+    xs: Any,
+    chunk_size: int | None,
+    *,
+    examples_per_point: int | None = None,
+) -> Any:
+    """``fn`` of a stack of ``n`` points, ``chunk_size`` points a pass, results concatenated.
+
+    ``fn`` maps a chunk (``xs`` with leading axis ``m``) to outputs with leading axis ``m``,
+    each row from its point alone. With ``c = chunk_size`` and ``n = q·c + r``: a
+    ``lax.map`` over the ``q`` full chunks, then the ``r`` leftover points as one smaller
+    chunk. ``None`` (resolved as in :func:`chunked_map`) or ``c >= n``: ``fn(xs)``.
+    """
     n = jax.tree.leaves(xs)[0].shape[0]
     chunk_size = _resolve_chunk(n, chunk_size, examples_per_point)
-    if chunk_size is None:
-        return jax.vmap(fn)(xs)
-    return jax.lax.map(fn, xs, batch_size=chunk_size)
+    if chunk_size is None or chunk_size >= n:
+        return fn(xs)
+    q, r = divmod(n, chunk_size)
+    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
+    out = jax.tree.map(lambda a: a.reshape(q * chunk_size, *a.shape[2:]), jax.lax.map(fn, full))
+    if not r:
+        return out
+    rest = fn(jax.tree.map(lambda a: a[q * chunk_size :], xs))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
 
 
 def chunked_reduce(

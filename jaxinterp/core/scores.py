@@ -28,6 +28,7 @@ __all__ = [
     "class_score",
     "per_example_score",
     "score_of_logits",
+    "scores_of_copies",
     "target_labels",
 ]
 
@@ -150,16 +151,51 @@ def class_score(
       classification models and saliency maps", ICLR Workshop 2014 (class-score saliency).
     """
     checks.one_of("kind", kind, SCORES)
-    target = check_target(target)
+    return _ClassScore(apply_fn, params, check_target(target), kind)
 
-    def score_fn(x: jax.Array) -> jax.Array:
-        logits = apply_fn(params, x)
+
+class _ClassScore:
+    """The score function :func:`class_score` returns; it also scores stacked copies of a
+    batch as one batch of the model (see :func:`scores_of_copies`)."""
+
+    def __init__(
+        self,
+        apply_fn: Callable[[Any, jax.Array], jax.Array],
+        params: Any,
+        target: int | jax.Array,
+        kind: str,
+    ) -> None:
+        self.apply_fn, self.params, self.target, self.kind = apply_fn, params, target, kind
+
+    def _scores(self, x: jax.Array, copies: int) -> jax.Array:
+        """Scores of ``x [copies·B, ...]``, copy-major; the target repeats per copy."""
+        logits = self.apply_fn(self.params, x)
         if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(
                 f"apply_fn must return logits [B, K] with B = {x.shape[0]}, "
                 f"got shape {logits.shape}"
             )
-        t = target_labels(target, x.shape[0], logits.shape[1])
-        return score_of_logits(logits, t, kind)
+        t = target_labels(self.target, x.shape[0] // copies, logits.shape[1])
+        return score_of_logits(logits, t if copies == 1 else jnp.tile(t, copies), self.kind)
 
-    return score_fn
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self._scores(x, 1)
+
+    def copies(self, z: jax.Array) -> jax.Array:
+        n, b = z.shape[:2]
+        return self._scores(z.reshape(n * b, *z.shape[2:]), n).reshape(n, b)
+
+
+def scores_of_copies(score_fn: ScoreFn, z: jax.Array) -> jax.Array:
+    """``score_fn`` of each copy of a batch: ``z [n, B, ...] -> [n, B]``, ``out[i] =
+    score_fn(z[i])`` (each checked to be ``[B]``).
+
+    A :func:`class_score` evaluates the ``n·B`` inputs as one batch of its model; any other
+    score function is ``vmap``-ed over the copies. The values are the same (examples never
+    interact); the folded batch is what the model was written for, and it can be much
+    faster: XLA:CPU (jaxlib 0.10) runs the bundled CNN's forward pass on ``[n·B, H, W, C]``
+    as one YNNPACK fusion about 2× faster than the vmapped ``[n, B, H, W, C]`` one.
+    """
+    if isinstance(score_fn, _ClassScore):
+        return score_fn.copies(z)
+    return jax.vmap(lambda zi: checked_score(score_fn, zi))(z)

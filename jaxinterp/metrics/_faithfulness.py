@@ -3,10 +3,11 @@
 Every function takes a per-example score ``score_fn(x [B, ...]) -> [B]`` (for instance
 ``attribution.class_score(apply_fn, params, y, kind="softmax")``), the inputs ``x`` and an
 attribution shaped like ``x``, and returns one value per example ``[B]`` (float32). The
-perturbed copies of ``x`` (steps or noise draws) are evaluated as a ``vmap`` over copies
-(``chunk_size=None``: all copies at once, ``score_fn`` sees batches of ``B``; on CPU
-:func:`~jaxinterp.core.ops.auto_chunk_size` bounds the examples of a pass) or a
-``lax.map`` with ``batch_size=chunk_size`` (bounded memory). Inputs are floats (images
+perturbed copies of ``x`` (steps or noise draws) are scored by
+:func:`~jaxinterp.core.scores.scores_of_copies` (a class score sees the copies as one batch,
+any other ``score_fn`` is vmapped over them and sees batches of ``B``), all at once
+(``chunk_size=None``; on CPU :func:`~jaxinterp.core.ops.auto_chunk_size` bounds the examples
+of a pass) or ``chunk_size`` copies a pass (bounded memory). Inputs are floats (images
 channels last); an example whose attribution holds a NaN or an infinity gets NaN.
 """
 
@@ -19,9 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.ops import chunked_map, row_sum
+from jaxinterp.core.ops import chunked_apply, row_sum
 from jaxinterp.core.protocols import ScoreFn
-from jaxinterp.core.scores import checked_score
+from jaxinterp.core.scores import checked_score, scores_of_copies
 
 from ._common import descending_ranks, nan_where_invalid, pixel_scores, pixel_shape
 from ._substrates import SUBSTRATES, make_substrate
@@ -71,9 +72,8 @@ def perturbation_curve(
         (Gaussian blur of ``x``, σ = ``blur_sigma`` or ``H / 8`` pixels, images only); or an
         array shaped like ``x``.
       blur_sigma: σ in pixels for ``substrate="blur"``.
-      chunk_size: ``None``: all ``T + 1`` inputs in one ``vmap`` (on CPU
-        :func:`~jaxinterp.core.ops.auto_chunk_size`); else ``lax.map`` with this
-        ``batch_size``.
+      chunk_size: ``None``: all ``T + 1`` inputs in one pass (on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`); else this many a pass.
       key: PRNG key of the tie order (``None``: a fixed one, see
         :func:`jaxinterp.core.ops.tie_order`).
 
@@ -103,17 +103,15 @@ def perturbation_curve(
     )
     mask_shape = (x.shape[0], *pixel_shape(x)) + ((1,) if x.ndim >= 3 else ())
 
-    def score_at(n: jax.Array) -> jax.Array:
+    def input_at(n: jax.Array) -> jax.Array:
         changed = jnp.broadcast_to((rank < n).reshape(mask_shape), x.shape)
-        z = jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
-        return checked_score(score_fn, z)
+        return jnp.where(changed, base, x) if mode == "deletion" else jnp.where(changed, x, base)
 
-    return nan_where_invalid(
-        a,
-        chunked_map(score_at, counts, chunk_size, examples_per_point=x.shape[0]).T.astype(
-            jnp.float32
-        ),
-    )
+    def scores(ns: jax.Array) -> jax.Array:  # [m] -> [m, B]
+        return scores_of_copies(score_fn, jax.vmap(input_at)(ns))
+
+    curve = chunked_apply(scores, counts, chunk_size, examples_per_point=x.shape[0])
+    return nan_where_invalid(a, curve.T.astype(jnp.float32))
 
 
 def _auc(curve: jax.Array) -> jax.Array:
@@ -204,8 +202,8 @@ def infidelity(
       key: PRNG key.
       num_samples: Number of draws ``>= 1``, a Python int.
       noise_scale: ``σ > 0``.
-      chunk_size: ``None`` (all draws in one ``vmap``; on CPU
-        :func:`~jaxinterp.core.ops.auto_chunk_size`) or the ``lax.map`` batch size.
+      chunk_size: ``None`` (all draws in one pass; on CPU
+        :func:`~jaxinterp.core.ops.auto_chunk_size`) or the draws a pass.
 
     Raises:
       ArgumentTypeError: A non-float ``x`` (raw ``uint8`` images: ``x.astype(jnp.float32) /
@@ -225,12 +223,12 @@ def infidelity(
     noise = noise_scale * jax.random.normal(key, (num_samples, 1, *x.shape[1:]), x.dtype)
     s0 = checked_score(score_fn, x)
 
-    def one(i: jax.Array) -> jax.Array:
-        predicted = row_sum(i * a)
-        return jnp.square(predicted - (s0 - checked_score(score_fn, x - i)))
+    def errors(i: jax.Array) -> jax.Array:  # noise [m, 1, ...] -> [m, B]
+        predicted = jax.vmap(lambda ij: row_sum(ij * a))(i)
+        return jnp.square(predicted - (s0[None] - scores_of_copies(score_fn, x[None] - i)))
 
     value = jnp.mean(
-        chunked_map(one, noise, chunk_size, examples_per_point=x.shape[0]), axis=0
+        chunked_apply(errors, noise, chunk_size, examples_per_point=x.shape[0]), axis=0
     ).astype(jnp.float32)
     return nan_where_invalid(a, value)
 
