@@ -71,8 +71,12 @@ def test_chunked_apply_covers_every_point_once_in_order(chunk):
         lambda s, x, a, k: attribution.rise(s, x, key=k, num_masks=10, grid=3, chunk_size=4),
         lambda s, x, a, k: metrics.perturbation_curve(s, x, a, num_steps=6, chunk_size=4, key=k),
         lambda s, x, a, k: metrics.infidelity(s, x, a, key=k, num_samples=9, chunk_size=4),
+        lambda s, x, a, k: attribution.integrated_gradients(s, x, num_steps=7, chunk_size=3),
+        lambda s, x, a, k: attribution.smooth(
+            attribution.gradient_x_input, num_samples=5, chunk_size=2, kind="vargrad"
+        )(s, x, key=k),
     ],
-    ids=["occlusion", "rise", "perturbation_curve", "infidelity"],
+    ids=["occlusion", "rise", "perturbation_curve", "infidelity", "ig", "vargrad_gxi"],
 )
 def test_methods_scoring_copies_give_the_vmapped_values(method):
     """A class score (copies folded into the batch) against the same score as a plain
@@ -88,3 +92,17 @@ def test_methods_scoring_copies_give_the_vmapped_values(method):
         vmapped = jax.jit(lambda x: method(plain, x, a, k))(x)
         assert np.all(np.isfinite(folded))
         np.testing.assert_allclose(folded, vmapped, rtol=1e-10, atol=1e-12)
+
+
+def test_attributions_of_copies_vmaps_other_methods_and_checks_their_shape():
+    from jaxinterp.attribution._gradient import attributions_of_copies
+
+    z = jax.random.normal(jax.random.key(0), (3, 2, 5))
+    score = lambda v: jnp.sum(v**3, axis=-1)  # noqa: E731
+    doubled = attributions_of_copies(lambda s, x: 2 * attribution.gradient(s, x), score, z)
+    np.testing.assert_allclose(doubled, 6 * z**2, rtol=1e-6)
+    np.testing.assert_allclose(
+        attributions_of_copies(attribution.gradient_x_input, score, z), 3 * z**3, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="shaped like x"):
+        attributions_of_copies(lambda s, x: x[:, :2], score, z)

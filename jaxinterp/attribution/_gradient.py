@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.core.protocols import ScoreFn
-from jaxinterp.core.scores import checked_score
+from jaxinterp.core.protocols import AttributionFn, ScoreFn
+from jaxinterp.core.scores import checked_score, scores_of_copies
 
-__all__ = ["gradient", "gradient_x_input"]
+__all__ = ["attributions_of_copies", "gradient", "gradient_x_input", "gradients_of_copies"]
 
 
 def gradient(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
@@ -43,6 +43,16 @@ def gradient(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
     return jax.grad(lambda z: jnp.sum(checked_score(score_fn, z)))(x)
 
 
+def gradients_of_copies(score_fn: ScoreFn, z: jax.Array) -> jax.Array:
+    """:func:`gradient` of each copy of a batch: ``z [n, B, ...] -> [n, B, ...]``.
+
+    One reverse pass over the copies as
+    :func:`~jaxinterp.core.scores.scores_of_copies` scores them (a class score: one batch of
+    ``n·B`` inputs; any other score function: vmapped over the copies).
+    """
+    return jax.grad(lambda v: jnp.sum(scores_of_copies(score_fn, v)))(z)
+
+
 def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
     """Gradient × Input: ``φ_b = x_b ⊙ ∇ₓ s_b(x_b)``.
 
@@ -61,3 +71,28 @@ def gradient_x_input(score_fn: ScoreFn, x: jax.Array) -> jax.Array:
     """
     x = checks.array(x, image=True)
     return x * gradient(score_fn, x)
+
+
+def attributions_of_copies(
+    attribution_fn: AttributionFn, score_fn: ScoreFn, z: jax.Array
+) -> jax.Array:
+    """``attribution_fn(score_fn, z[i])`` for each copy: ``z [n, B, ...] -> [n, B, ...]``.
+
+    :func:`gradient` and :func:`gradient_x_input` take one reverse pass over the copies
+    (:func:`gradients_of_copies`); any other method is vmapped over them. Each result must
+    be shaped like its copy.
+    """
+    if attribution_fn is gradient:
+        return gradients_of_copies(score_fn, z)
+    if attribution_fn is gradient_x_input:
+        return z * gradients_of_copies(score_fn, z)
+
+    def one(zi: jax.Array) -> jax.Array:
+        a = attribution_fn(score_fn, zi)
+        if a.shape != zi.shape:
+            raise ValueError(
+                f"attribution_fn must return an array shaped like x {zi.shape}, got {a.shape}"
+            )
+        return a
+
+    return jax.vmap(one)(z)

@@ -13,7 +13,7 @@ from jaxinterp.core.ops import chunked_reduce, flat
 from jaxinterp.core.protocols import ScoreFn
 from jaxinterp.core.scores import checked_score
 
-from ._gradient import gradient
+from ._gradient import gradients_of_copies
 
 __all__ = ["METHODS", "expected_integrated_gradients", "integrated_gradients", "quadrature"]
 
@@ -181,7 +181,8 @@ def integrated_gradients(
 
     def path_sum(nodes: tuple[jax.Array, jax.Array]) -> jax.Array:
         a, w = nodes  # [m], [m]
-        grads = jax.vmap(lambda ai: gradient(score_fn, base + ai * diff))(a)  # [m, B, ...]
+        path = base[None] + a.reshape(-1, *(1,) * x.ndim) * diff[None]  # [m, B, ...]
+        grads = gradients_of_copies(score_fn, path)
         return jnp.tensordot(w, grads, axes=1)
 
     nodes = (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype))

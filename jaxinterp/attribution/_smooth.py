@@ -11,6 +11,8 @@ from jaxinterp.core import checks
 from jaxinterp.core.ops import chunked_reduce, flat
 from jaxinterp.core.protocols import AttributionFn, ScoreFn
 
+from ._gradient import attributions_of_copies
+
 __all__ = ["SMOOTHINGS", "smooth"]
 
 SMOOTHINGS: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -89,16 +91,7 @@ def smooth(
             # differs from the unbatched one, and the noise must not depend on chunk_size.
             noise = jax.lax.map(lambda k: jax.random.normal(k, x.shape, x.dtype), keys)
 
-            def one(eps: jax.Array) -> jax.Array:
-                a = attribution_fn(score_fn, x + sigma * eps)
-                if a.shape != x.shape:
-                    raise ValueError(
-                        f"attribution_fn must return an array shaped like x {x.shape}, "
-                        f"got {a.shape}"
-                    )
-                return a
-
-            attrs = jax.vmap(one)(noise)  # [m, B, ...]
+            attrs = attributions_of_copies(attribution_fn, score_fn, x[None] + sigma[None] * noise)
             mean = jnp.mean(attrs, axis=0)
             m2 = jnp.sum((attrs - mean[None]) ** 2, axis=0)
             return jnp.asarray(attrs.shape[0], x.dtype), mean, m2
