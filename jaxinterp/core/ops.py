@@ -266,10 +266,22 @@ def auto_chunk_size(n: int, examples_per_point: int, backend: str | None = None)
     return -(-n // passes)
 
 
-def _resolve_chunk(n: int, chunk_size: int | None, examples_per_point: int | None) -> int | None:
+def _split_chunks(
+    xs: Any, chunk_size: int | None, examples_per_point: int | None
+) -> tuple[Any, Any]:
+    """``(full, rest)``: with ``c`` the chunk size (``None`` resolved by
+    :func:`auto_chunk_size` when ``examples_per_point`` is given) and ``n = q·c + r``, the
+    ``q`` full chunks stacked ``[q, c, ...]`` and the ``r`` leftover points (``None`` when
+    ``r = 0``); ``(None, xs)`` when there is one pass (``c`` is ``None`` or ``>= n``)."""
+    n = jax.tree.leaves(xs)[0].shape[0]
     if chunk_size is None and examples_per_point is not None:
-        return auto_chunk_size(n, examples_per_point)
-    return chunk_size
+        chunk_size = auto_chunk_size(n, examples_per_point)
+    if chunk_size is None or chunk_size >= n:
+        return None, xs
+    q, r = divmod(n, chunk_size)
+    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
+    rest = jax.tree.map(lambda a: a[q * chunk_size :], xs) if r else None
+    return full, rest
 
 
 def chunked_map(
@@ -303,17 +315,13 @@ def chunked_apply(
     ``lax.map`` over the ``q`` full chunks, then the ``r`` leftover points as one smaller
     chunk. ``None`` (resolved as in :func:`chunked_map`) or ``c >= n``: ``fn(xs)``.
     """
-    n = jax.tree.leaves(xs)[0].shape[0]
-    chunk_size = _resolve_chunk(n, chunk_size, examples_per_point)
-    if chunk_size is None or chunk_size >= n:
-        return fn(xs)
-    q, r = divmod(n, chunk_size)
-    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
-    out = jax.tree.map(lambda a: a.reshape(q * chunk_size, *a.shape[2:]), jax.lax.map(fn, full))
-    if not r:
+    full, rest = _split_chunks(xs, chunk_size, examples_per_point)
+    if full is None:
+        return fn(rest)
+    out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), jax.lax.map(fn, full))
+    if rest is None:
         return out
-    rest = fn(jax.tree.map(lambda a: a[q * chunk_size :], xs))
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, fn(rest))
 
 
 def chunked_reduce(
@@ -348,18 +356,13 @@ def chunked_reduce(
     Returns:
       The folded summary.
     """
-    n = jax.tree.leaves(xs)[0].shape[0]
-    chunk_size = _resolve_chunk(n, chunk_size, examples_per_point)
-    if chunk_size is None or chunk_size >= n:
-        return fn(xs)
-    q, r = divmod(n, chunk_size)
-    full = jax.tree.map(lambda a: a[: q * chunk_size].reshape(q, chunk_size, *a.shape[1:]), xs)
+    full, rest = _split_chunks(xs, chunk_size, examples_per_point)
+    if full is None:
+        return fn(rest)
     body_fn = jax.checkpoint(fn)
 
     def body(acc: T, chunk: Any) -> tuple[T, None]:
         return combine(acc, body_fn(chunk)), None
 
     acc, _ = jax.lax.scan(body, init, full)
-    if r:
-        acc = combine(acc, fn(jax.tree.map(lambda a: a[q * chunk_size :], xs)))
-    return acc
+    return acc if rest is None else combine(acc, fn(rest))
