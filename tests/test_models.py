@@ -21,6 +21,7 @@ from jaxinterp.models import (
     get_activation,
     get_model,
 )
+from jaxinterp.models.cnn import _max_pool
 from jaxinterp.models.model import _flatten_intermediates
 
 NUM_CLASSES = 3
@@ -301,3 +302,19 @@ def test_registry_and_bad_inputs():
             cls(num_classes=1)
         with pytest.raises(ValueError, match="beta"):
             cls(num_classes=2, beta=-0.5)
+
+
+def test_max_pool_equals_reduce_window_and_picks_one_input_at_ties():
+    x = _normal(11, (2, 5, 6, 3))  # odd height: 'SAME' pads the last row with -inf
+    want = jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), ((0, 0), (0, 1), (0, 0), (0, 0))
+    )
+    np.testing.assert_array_equal(_max_pool(x), want)
+    # A NaN input makes its window NaN, as max does.
+    assert bool(jnp.isnan(_max_pool(x.at[0, 2, 3, 1].set(jnp.nan))[0, 1, 1, 1]))
+    # At an exact tie the derivative goes to the window's first input, once (no 0 / 0).
+    g = jax.grad(lambda v: _max_pool(v).sum())(jnp.zeros((1, 4, 4, 2)))
+    np.testing.assert_array_equal(g[0, ::2, ::2], jnp.ones((2, 2, 2)))
+    assert float(g.sum()) == 8.0
+    t = jax.jvp(_max_pool, (jnp.zeros((1, 4, 4, 1)),), (jnp.arange(16.0).reshape(1, 4, 4, 1),))
+    np.testing.assert_array_equal(t[1][0, :, :, 0], [[0.0, 2.0], [8.0, 10.0]])

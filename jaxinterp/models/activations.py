@@ -46,10 +46,29 @@ def check_beta(beta: float) -> float:
     return checks.positive("beta", beta)
 
 
+def _log1p_unit(e: jax.Array) -> jax.Array:
+    """``log1p(e)`` for ``e`` in ``[0, 1]``, as ``2 atanh(s)``, ``s = e / (2 + e)`` in
+    ``[0, 1/3]``: the odd series ``2 (s + s^3/3 + ... + s^15/15)``, whose first omitted term
+    is below 2e-8 of the result, so it is exact to float32 round-off (a few ulps; tested on a
+    dense grid against float64). One division and eight multiply-adds: XLA:CPU fuses
+    ``log1p(exp(.))`` into a loop about twice as slow as this one with ``exp``. Float64 and
+    wider keep ``jnp.log1p``. Formula: the series of ``atanh`` (Abramowitz & Stegun 4.6.22
+    with ``log1p(e) = 2 atanh(e / (2 + e))``).
+    """
+    if jnp.finfo(e.dtype).bits > 32:
+        return jnp.log1p(e)
+    s = e / (2 + e)
+    s2 = s * s
+    poly = s2 * (1.0 / 15) + 1.0 / 13
+    for k in (11, 9, 7, 5, 3, 1):
+        poly = poly * s2 + 1.0 / k
+    return 2 * s * poly
+
+
 @jax.custom_jvp
 def _softplus(z: jax.Array) -> jax.Array:
     """``log(1 + e^z) = max(z, 0) + log1p(e^{-|z|})``, with the derivative ``σ(z)``."""
-    return jnp.maximum(z, 0) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+    return jnp.maximum(z, 0) + _log1p_unit(jnp.exp(-jnp.abs(z)))
 
 
 # σ(z) = 1 − e^{−softplus(z)}, written from the output so that reverse mode keeps one array

@@ -24,15 +24,27 @@ from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
 
+def _larger(u: jax.Array, v: jax.Array) -> jax.Array:
+    """``max(u, v)`` as a selection: ``u`` where ``u >= v`` or ``u`` is NaN, else ``v``."""
+    return jnp.where((u >= v) | jnp.isnan(u), u, v)
+
+
 def _max_pool(x: jax.Array) -> jax.Array:
     """2x2 max-pooling with stride 2 and 'SAME' padding.
 
     'SAME' padding keeps odd spatial sizes usable (e.g. 4 -> 2 -> 1 on 8x8 digits and
-    7 -> 4 on 28x28 inputs after one pool). Written as a reshape and a ``max`` over the
-    window axes rather than ``reduce_window``: the same values, but its reverse pass is an
-    elementwise mask instead of XLA's ``select_and_scatter`` (about 10x faster on CPU) and
-    its forward-mode derivative avoids ``select_and_gather``, which matters for the
-    higher-order penalties. At exact ties the derivative is shared among the tied inputs.
+    7 -> 4 on 28x28 inputs after one pool). Written as two pairwise selections over a
+    reshaped window (the larger row, then the larger column) rather than ``reduce_window``:
+    the same values (NaN propagates), but its reverse pass is elementwise instead of XLA's
+    ``select_and_scatter`` (about 10x faster on CPU), and its forward-mode derivative avoids
+    ``select_and_gather``, which matters for the higher-order penalties. Nor is it a ``max``
+    reduction, whose derivative (JAX's rule) divides by the number of inputs equal to the
+    computed maximum: XLA may compute the pooled activations twice, in two fused loops that
+    round differently, and then no input equals the maximum (0 / 0 = NaN in every
+    derivative; seen with XLA:CPU at optimization level 0). A selection's derivative takes
+    no count. At exact ties the derivative goes to the first input in row-major order (as in
+    PyTorch's ``max_pool2d``). On a 2-core Zen 4 (batch 128, 32x32x32 softplus activations)
+    the forward pass took 2.5 against 5.4 ms, forward-mode 4.5 against 10.5 ms.
 
     Args:
         x: Activations of shape ``[B, H, W, C]``.
@@ -43,7 +55,9 @@ def _max_pool(x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     if h % 2 or w % 2:
         x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
-    return x.reshape(b, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
+    x = x.reshape(b, (h + 1) // 2, 2, (w + 1) // 2, 2, c)
+    cols = _larger(x[:, :, 0], x[:, :, 1])  # [B, H2, W2, 2, C]: the larger row
+    return _larger(cols[:, :, :, 0], cols[:, :, :, 1])
 
 
 class LeNet(nn.Module):
