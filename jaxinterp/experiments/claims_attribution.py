@@ -16,7 +16,15 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
-from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
+from jaxinterp.experiments.lab import (
+    Lab,
+    Model,
+    Table,
+    append_rows,
+    collect,
+    logits_fn,
+    mean_where,
+)
 from jaxinterp.experiments.verdict import compare, gate
 
 __all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5"]
@@ -154,7 +162,7 @@ def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict
     x, ex = _canvas_xy(lab)
     pred = lab.predictions(m, x)
     key = lab.key(m, "localisation")
-    logits = np.asarray(m.apply_fn(m.params, x))
+    logits = lab.batched(lambda b: logits_fn(m.apply_fn)(m.params, b), x)
     runner_ups = np.argsort(-logits, axis=1)[:, 1:4]  # The 3 next classes.
     eps = float(lab.protocol.get("targeted_epsilon", 6.0))
     targeted = _targeted_boundary_fn(m.apply_fn, eps, int(lab.protocol.get("targeted_steps", 40)))
@@ -369,7 +377,7 @@ def _measure_4(lab: Lab) -> Tables:
             attack_rows["standard"].setdefault(f"attack success ε={eps:g}", []).append(f.mean())
             attack_rows["standard"].setdefault(f"flipped ε={eps:g}", []).append(float(f.sum()))
             xa, clean, wrong = adv["x_adv"][f], adv["pred"][f], adv["adv_pred"][f]
-            k = int(m.apply_fn(m.params, x[:1]).shape[-1])
+            k = int(jax.eval_shape(m.apply_fn, m.params, x[:1]).shape[-1])
             third = _third_class(lab.key(m, f"third{eps}"), clean, wrong, k)
             key = lab.key(m, f"maps{eps}")  # One key per example for every method.
             for method in _C4_METHODS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -136,7 +135,7 @@ def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[d
             loc = lab.localisation_test
             assert loc is not None  # A localisation model comes with its test split.
             xs, labels = np.asarray(loc.images[:n]), loc.labels[:n]
-        pred = np.asarray(jnp.argmax(m.apply_fn(m.params, xs), -1)).astype(np.int32)
+        pred = lab.predictions(m, xs)
         maps = compute_attributions(
             m.apply_fn, m.params, xs, pred, FIGURE_METHODS, seed=seed, layer_fn=m.layer_fn
         )
