@@ -67,9 +67,10 @@ def test_softplus_float32_within_a_few_ulps_of_float64_on_a_dense_grid():
 
 
 def test_softplus_derivative_float32_within_a_few_ulps_of_float64_on_a_dense_grid():
-    # σ(z) from the output, 1 − e^{−a}, as a series below a = 0.35 (models.activations).
+    # σ(z) from the rounded output a, -expm1(-a) (models.activations): XLA:CPU's expm1 is
+    # within 5 ulps, and a's rounding adds about 1.
     z = np.linspace(-80.0, 30.0, 200_001).astype(np.float32)
     got = np.asarray(jax.jit(jax.vmap(jax.grad(lambda v: softplus_beta(v, 1.0))))(z), np.float64)
     want = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     ulps = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
-    assert float(ulps.max()) <= 4.0
+    assert float(ulps.max()) <= 8.0

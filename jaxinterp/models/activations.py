@@ -17,7 +17,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import jax
@@ -72,31 +71,11 @@ def _softplus(z: jax.Array) -> jax.Array:
     return jnp.maximum(z, 0) + _log1p_unit(jnp.exp(-jnp.abs(z)))
 
 
-# -expm1(-a) / a = sum_k (-a)^k / (k + 1)!, k = 0..9 (Horner, highest first).
-_EXPM1_SERIES = tuple((-1.0) ** k / math.factorial(k + 1) for k in reversed(range(10)))
-
-
-def _sigmoid_of_softplus(a: jax.Array) -> jax.Array:
-    """``σ(z) = 1 − e^{−a}`` from ``a = softplus(z) >= 0``: ``-expm1(-a)``, computed as
-    ``1 − exp(−a)`` for ``a >= 0.35`` (where it loses at most 2 bits: the result is >= 0.29)
-    and as ``a`` times the series of ``-expm1(-a) / a`` below (ten terms: the first omitted
-    one is below 1e-12 of the result there, so the derivatives JAX takes of it, to third
-    order, keep float32 accuracy). Within 2 ulps of float64 (XLA:CPU's ``expm1``: 5), at
-    half its cost in a fused loop. Float64 and wider keep ``jnp.expm1``."""
-    if jnp.finfo(a.dtype).bits > 32:
-        return -jnp.expm1(-a)
-    small = a < 0.35
-    # The series only where it is taken (elsewhere at 0), so that no derivative of the branch
-    # not taken overflows (0 * inf = NaN in reverse mode).
-    s = jnp.where(small, a, 0.0)
-    poly = functools.reduce(lambda p, c: p * s + c, _EXPM1_SERIES[1:], _EXPM1_SERIES[0] * s)
-    return jnp.where(small, s * poly, 1 - jnp.exp(-a))
-
-
 # σ(z) = 1 − e^{−softplus(z)}, written from the output so that reverse mode keeps one array
-# (the output, which the next layer needs anyway). The rule is differentiated again by JAX,
-# so every higher derivative is exact too (no kink of |z| or max at z = 0 leaks into them).
-_softplus.defjvps(lambda t, ans, z: t * _sigmoid_of_softplus(ans))
+# (the output, which the next layer needs anyway) and evaluates one expm1. The rule is
+# differentiated again by JAX, so every higher derivative is exact too (no kink of |z| or
+# max at z = 0 leaks into them).
+_softplus.defjvps(lambda t, ans, z: t * -jnp.expm1(-ans))
 
 
 def softplus_beta(x: jax.Array, beta: float = 1.0) -> jax.Array:
