@@ -213,20 +213,21 @@ def test_any_layout_equals_plain_conv_float64(dn, x64):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), want, got)
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        dict(padding="SAME"),
-        dict(padding="VALID"),
-        dict(padding=((2, 0), (1, 3)), rhs_dilation=(2, 1)),
-        dict(padding=((-1, 1), (1, 1))),
-    ],
-)
-def test_few_output_convolution_equals_plain_conv_float64(kw, x64):
-    # 2 outputs x 9 taps <= 20 inputs: lowered as one matrix product and a shifted sum.
-    k = jax.random.split(jax.random.PRNGKey(4), 4)
-    x = jax.random.normal(k[0], (2, 7, 6, 20), jnp.float64)
-    w = jax.random.normal(k[1], (3, 3, 20, 2), jnp.float64)
+# Stride-1 paddings and dilations of the lowerings that replace XLA's convolution.
+LOWERED = [
+    dict(padding="SAME"),
+    dict(padding="VALID"),
+    dict(padding=((2, 0), (1, 3)), rhs_dilation=(2, 1)),
+    dict(padding=((-1, 1), (1, 1))),
+]
+
+
+def _assert_lowered_equals_plain_conv(kw, x_shape, w_shape, seed):
+    """Value, gradient and jvp equal the plain convolution's in float64, and the compiled
+    forward pass has no convolution left (the lowering was taken)."""
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    x = jax.random.normal(k[0], x_shape, jnp.float64)
+    w = jax.random.normal(k[1], w_shape, jnp.float64)
     vx = jax.random.normal(k[2], x.shape, jnp.float64)
     vw = jax.random.normal(k[3], w.shape, jnp.float64)
 
@@ -242,40 +243,20 @@ def test_few_output_convolution_equals_plain_conv_float64(kw, x64):
     assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(got))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11), want, got)
     text = jax.jit(lambda x, w: models.loop_safe_conv(x, w, (1, 1), dimension_numbers=DN, **kw))
-    assert "convolution(" not in text.lower(x, w).compile().as_text()  # the path was taken
+    assert "convolution(" not in text.lower(x, w).compile().as_text()
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        dict(padding="SAME"),
-        dict(padding="VALID"),
-        dict(padding=((2, 0), (1, 3)), rhs_dilation=(2, 1)),
-        dict(padding=((-1, 1), (1, 1))),
-    ],
-)
+@pytest.mark.parametrize("kw", LOWERED)
+def test_few_output_convolution_equals_plain_conv_float64(kw, x64):
+    # 2 outputs x 9 taps <= 20 inputs: lowered as one matrix product and a shifted sum.
+    _assert_lowered_equals_plain_conv(kw, (2, 7, 6, 20), (3, 3, 20, 2), seed=4)
+
+
+@pytest.mark.parametrize("kw", LOWERED)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_few_input_convolution_equals_plain_conv_float64(kw, channels, x64):
     # 1 or 3 input features, 9 taps, 8 outputs: lowered as a sum of scaled shifted copies.
-    k = jax.random.split(jax.random.PRNGKey(5), 4)
-    x = jax.random.normal(k[0], (2, 7, 6, channels), jnp.float64)
-    w = jax.random.normal(k[1], (3, 3, channels, 8), jnp.float64)
-    vx = jax.random.normal(k[2], x.shape, jnp.float64)
-    vw = jax.random.normal(k[3], w.shape, jnp.float64)
-
-    def fns(conv):
-        def f(x, w):
-            return jnp.sum(jnp.tanh(conv(x, w, (1, 1), dimension_numbers=DN, **kw)) ** 2)
-
-        return jax.jit(
-            lambda x, w: (f(x, w), jax.grad(f, (0, 1))(x, w), jax.jvp(f, (x, w), (vx, vw)))
-        )
-
-    want, got = fns(lax.conv_general_dilated)(x, w), fns(models.loop_safe_conv)(x, w)
-    assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(got))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11), want, got)
-    text = jax.jit(lambda x, w: models.loop_safe_conv(x, w, (1, 1), dimension_numbers=DN, **kw))
-    assert "convolution(" not in text.lower(x, w).compile().as_text()  # the path was taken
+    _assert_lowered_equals_plain_conv(kw, (2, 7, 6, channels), (3, 3, channels, 8), seed=5)
 
 
 def test_few_input_rule_leaves_wider_convolutions_to_xla():
