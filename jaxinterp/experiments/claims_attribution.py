@@ -16,15 +16,7 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
-from jaxinterp.experiments.lab import (
-    Lab,
-    Model,
-    Table,
-    append_rows,
-    collect,
-    logits_fn,
-    mean_where,
-)
+from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
 __all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5"]
@@ -160,9 +152,9 @@ def _canvas_gates(loc: Table, g: Mapping[str, float]) -> tuple[dict[str, Any], d
 def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict[str, float]]:
     """Rows ``{method: {"distractor game", "consistency"}}`` on the distractor canvas."""
     x, ex = _canvas_xy(lab)
-    pred = lab.predictions(m, x)
+    logits = lab.logits(m, x)
+    pred = np.argmax(logits, -1).astype(np.int32)  # as lab.predictions, from one pass
     key = lab.key(m, "localisation")
-    logits = lab.batched(lambda b: logits_fn(m.apply_fn)(m.params, b), x)
     runner_ups = np.argsort(-logits, axis=1)[:, 1:4]  # The 3 next classes.
     eps = float(lab.protocol.get("targeted_epsilon", 6.0))
     targeted = _targeted_boundary_fn(m.apply_fn, eps, int(lab.protocol.get("targeted_steps", 40)))

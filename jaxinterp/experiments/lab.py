@@ -119,9 +119,12 @@ class Lab:
         ]
         return jax.tree.map(lambda *v: np.concatenate(v), *outs)
 
+    def logits(self, m: Model, x: np.ndarray) -> np.ndarray:
+        """``m``'s logits of ``x``, batched (one jitted forward pass per model function)."""
+        return self.batched(lambda b: logits_fn(m.apply_fn)(m.params, b), x)
+
     def predictions(self, m: Model, x: np.ndarray) -> np.ndarray:
-        logits = self.batched(lambda b: logits_fn(m.apply_fn)(m.params, b), x)
-        return np.argmax(logits, -1).astype(np.int32)
+        return np.argmax(self.logits(m, x), -1).astype(np.int32)
 
     def explain(
         self, m: Model, method: str, x: np.ndarray, target: np.ndarray, key: jax.Array, **kw: Any
