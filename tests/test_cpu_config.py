@@ -136,3 +136,37 @@ def test_reuse_memory_stops_the_page_faults_of_every_call():
     without, with_reuse = faults(False), faults(True)
     # 34 MB is ~8,200 pages of 4 KiB: without the setting nearly all of them fault each call.
     assert without > 4000 and with_reuse * 4 < without, (without, with_reuse)
+
+
+def _options(jitted, *args) -> dict:
+    """The XLA compile options ``jitted`` compiles ``args`` with."""
+    return dict(jitted.lower(*args)._lowering._compiler_options_kvs)
+
+
+def test_jit_few_runs_compiles_lighter_on_cpu_and_keeps_values():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinterp.experiments.jitting import FEW_RUNS_CPU_OPTIONS, jit_few_runs
+
+    def f(x):
+        return jnp.sin(x) * jnp.exp(-x) + jnp.log1p(x)
+
+    x = jnp.linspace(0.0, 3.0, 1000)
+    assert jax.default_backend() == "cpu"
+    few = jit_few_runs(f)
+    assert _options(few, x) == FEW_RUNS_CPU_OPTIONS == {"xla_backend_optimization_level": 1}
+    assert _options(jax.jit(f), x) == {}
+    assert jnp.allclose(few(x), jax.jit(f)(x), rtol=1e-6, atol=1e-6)
+
+
+def test_jit_few_runs_keeps_the_callers_options():
+    import jax.numpy as jnp
+
+    from jaxinterp.experiments.jitting import jit_few_runs
+
+    x = jnp.ones(3)
+    mine = jit_few_runs(lambda v: v * 2, compiler_options={"xla_backend_optimization_level": 0})
+    assert _options(mine, x) == {"xla_backend_optimization_level": 0}
+    with pytest.raises(Exception, match="no_such_option"):  # passed on to XLA, which refuses it
+        jit_few_runs(lambda v: v, compiler_options={"no_such_option": 1})(x)

@@ -24,6 +24,7 @@ import optax
 
 from jaxinterp import attacks, attribution, metrics, training
 from jaxinterp.experiments import verdict
+from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, collect
 from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.verdict import compare, gate
@@ -125,7 +126,7 @@ def _fd_sensitivity_fn(features_fn: Callable, probes: int, sigma: float) -> Call
                 total += d / (sigma**2 * jnp.maximum(ref, 1e-12))
         return total / (probes * len(h0))
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 def map_shape(grad: jax.Array, x: jax.Array, ink: float = 0.5) -> dict[str, jax.Array]:
@@ -228,7 +229,8 @@ claim_1 = Claim(
 
 
 def _median_step_seconds(m: Model, x: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
-    """Median time of one jitted train step of ``m``'s config (compile and warm-up excluded)."""
+    """Median time of one jitted train step of ``m``'s config (compile and warm-up excluded);
+    compiled as training compiles it (``jax.jit``, not :func:`jit_few_runs`)."""
     tx = optax.adam(1e-3)
     penalty = build_penalty(
         m.config.penalties, context={"features_fn": m.features_fn, "layer_fn": m.layer_fn}
@@ -257,7 +259,7 @@ def _rps_fn(apply_fn: Callable, radius: float) -> Callable:
         rps = metrics.random_perturbation_similarity(at, x, key=key, epsilon=radius)
         return cast(jax.Array, rps)  # One similarity name: one array.
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 def _rps_columns(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:

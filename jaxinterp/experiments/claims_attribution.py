@@ -16,6 +16,7 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
+from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
@@ -57,7 +58,7 @@ def _normals_fn(
             "cos_radius": metrics.cosine_similarity(g0, _grad_margin(apply_fn, params, at_r, y, t)),
         }
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 @functools.lru_cache(maxsize=16)
@@ -89,7 +90,7 @@ def _targeted_boundary_fn(apply_fn: Callable, epsilon: float, steps: int) -> Cal
         _, hi = jax.lax.fori_loop(0, 12, bisect, (jnp.zeros(x.shape[0]), jnp.ones(x.shape[0])))
         return x + hi.reshape(shape) * (far - x), found
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 def _consistency(maps: list[np.ndarray], k: int, key: jax.Array) -> np.ndarray:
@@ -201,7 +202,7 @@ def _ig_fn(apply_fn: Callable) -> Callable:
         s = attribution.class_score(apply_fn, params, y, "logit")
         return attribution.integrated_gradients(s, x, baseline=baseline, num_steps=32)
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 _COS = "cos of the boundary normal, x vs matched radius"
@@ -471,7 +472,7 @@ def _ape_fn(apply_fn: Callable, epsilon: float, steps: int, fraction: float) -> 
             key=key,
         )["ape"]
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 def _measure_5(lab: Lab) -> Tables:

@@ -21,6 +21,7 @@ from jaxinterp import attribution, data, metrics, models, training
 from jaxinterp.core.protocols import ApplyFn
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.explain import attribution_fn, check_methods
+from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -69,7 +70,7 @@ def _metric_fn(
         )
         return metric_suite.METRICS[metric](case)
 
-    return jax.jit(run)
+    return jit_few_runs(run)
 
 
 def per_example(

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxinterp import attribution, data, metrics
 from jaxinterp.core import checks
+from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.restore import load_trained
 
 __all__ = [
@@ -53,7 +54,7 @@ def attribution_fn(apply_fn: Callable, method: str, layer_fn: Callable | None = 
     def run(params: Any, x: jax.Array, target: jax.Array, key: jax.Array) -> jax.Array:
         return explain(apply_fn, params, x, target, key=key)
 
-    return jax.jit(run)
+    return jit_few_runs(run)
 
 
 def heatmap(a: np.ndarray) -> np.ndarray:

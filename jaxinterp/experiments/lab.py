@@ -21,6 +21,7 @@ import numpy as np
 from jaxinterp import attacks, attribution, data, metrics
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.evaluate import per_example
+from jaxinterp.experiments.jitting import jit_few_runs
 
 __all__ = ["Lab", "Model", "append_rows", "collect", "logits_fn"]
 
@@ -45,7 +46,7 @@ class Model:
 def logits_fn(apply_fn: Callable) -> Callable:
     """``apply_fn`` jitted, once per model function: run eagerly, a forward pass compiles
     every operation of the model as a program of its own (about 40 on the CNN)."""
-    return jax.jit(apply_fn)
+    return jit_few_runs(apply_fn)
 
 
 @functools.lru_cache(maxsize=64)
@@ -54,13 +55,13 @@ def _explain_fn(
 ) -> Callable:
     context = {"layer_fn": layer_fn}
     explain = attribution.EXPLAINERS.build(method, context=context, **dict(overrides))
-    return jax.jit(lambda p, x, y, k: explain(apply_fn, p, x, y, key=k))
+    return jit_few_runs(lambda p, x, y, k: explain(apply_fn, p, x, y, key=k))
 
 
 @functools.lru_cache(maxsize=16)
 def _pgd_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
     attack = attacks.pgd(epsilon=epsilon, num_steps=steps)
-    return jax.jit(lambda p, x, y, k: attack(apply_fn, p, x, y, key=k))
+    return jit_few_runs(lambda p, x, y, k: attack(apply_fn, p, x, y, key=k))
 
 
 @functools.lru_cache(maxsize=16)
@@ -70,7 +71,7 @@ def _robust_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
     def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> jax.Array:
         return metrics.robust_accuracy(apply_fn, params, x, y, suite, key=key)["robust"]
 
-    return jax.jit(fn)
+    return jit_few_runs(fn)
 
 
 SLOW_SECONDS = 20.0
