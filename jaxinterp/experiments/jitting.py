@@ -5,10 +5,11 @@ of both compile many programs (hundreds in a study) and run each on a handful of
 so their compile time is a large share of the job. On the CPU backend these programs are
 compiled with LLVM's lighter code generation (``xla_backend_optimization_level=1`` instead
 of XLA's default 3). Measured on a 2-core Zen 4 (``benchmarks/README.md``): the claims of
-``reproduce --quick`` 10-20% faster, while the study's train steps, PGD, integrated gradients
-and rank metrics ran as fast at level 1 as at level 3 (same-process runs; SmoothGrad 5%
-slower in one). Train steps, which run thousands of times, keep XLA's default. On a GPU or
-TPU nothing changes.
+``reproduce --quick`` 7% faster on average in alternated runs (their compiling 12% shorter),
+while the study's train steps, PGD, integrated gradients and rank metrics ran as fast at
+level 1 as at level 3 (same-process runs; SmoothGrad 5% slower in one). Train steps, which
+run thousands of times, keep XLA's default. On a GPU or TPU nothing changes (the option is
+given per program, not as an ``XLA_FLAGS`` flag, which would also set the GPU backend's).
 """
 
 from __future__ import annotations
