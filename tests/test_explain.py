@@ -112,3 +112,24 @@ def test_signed_and_overlay_modes_draw_what_they_say(workdir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse: usage + one line, status 2
         cli.main([*argv, "--mode", "loud"])
     assert exit_info.value.code == 2 and "invalid choice: 'loud'" in capsys.readouterr().err
+
+
+def test_attribution_fn_is_shared_and_applies_overrides():
+    import jax
+    import jax.numpy as jnp
+
+    def apply_fn(params, x):
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ params)
+
+    params = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 2, 2, 2))
+    y, key = jnp.array([0, 2]), jax.random.PRNGKey(2)
+    # One compiled function per (model function, method, hyperparameters), however asked for.
+    fn = explain_job.attribution_fn(apply_fn, "ig")
+    assert fn is explain_job.attribution_fn(apply_fn, "ig", None)
+    two = explain_job.attribution_fn(apply_fn, "ig", None, num_steps=2)
+    assert two is not fn and two is explain_job.attribution_fn(apply_fn, "ig", num_steps=2)
+    # The override reaches the explainer: 2 steps of IG differ from the default's.
+    a_default, a_two = fn(params, x, y, key), two(params, x, y, key)
+    assert a_default.shape == a_two.shape == x.shape
+    assert not np.allclose(a_default, a_two, rtol=1e-3, atol=1e-6)

@@ -42,14 +42,23 @@ def check_methods(methods: Sequence[str]) -> None:
     attribution.EXPLAINERS.check(methods)
 
 
-@functools.lru_cache(maxsize=64)
-def attribution_fn(apply_fn: Callable, method: str, layer_fn: Callable | None = None) -> Callable:
+def attribution_fn(
+    apply_fn: Callable, method: str, layer_fn: Callable | None = None, /, **overrides: Any
+) -> Callable:
     """``jit(fn)(params, x, target, key) -> attribution`` of the registered explainer
-    ``method`` (with its registry defaults; ``layer_fn``, the model's
-    :attr:`~jaxinterp.models.Model.layer_fn`, for the methods that look inside it such as
-    Grad-CAM); cached per ``apply_fn`` so that models of one architecture share the compiled
-    code."""
-    explain = attribution.EXPLAINERS.build(method, context={"layer_fn": layer_fn})
+    ``method`` (its registry defaults, with ``overrides`` in their place; ``layer_fn``, the
+    model's :attr:`~jaxinterp.models.Model.layer_fn`, for the methods that look inside it
+    such as Grad-CAM); cached per ``apply_fn`` and hyperparameters, so that models of one
+    architecture, and every job that asks for the same method, share the compiled code."""
+    return _attribution_fn(apply_fn, method, layer_fn, tuple(sorted(overrides.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _attribution_fn(
+    apply_fn: Callable, method: str, layer_fn: Callable | None, overrides: tuple
+) -> Callable:
+    context = {"layer_fn": layer_fn}
+    explain = attribution.EXPLAINERS.build(method, context=context, **dict(overrides))
 
     def run(params: Any, x: jax.Array, target: jax.Array, key: jax.Array) -> jax.Array:
         return explain(apply_fn, params, x, target, key=key)

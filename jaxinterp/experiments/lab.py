@@ -18,9 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxinterp import attacks, attribution, data, metrics
+from jaxinterp import attacks, data, metrics
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.evaluate import per_example
+from jaxinterp.experiments.explain import attribution_fn
 from jaxinterp.experiments.jitting import jit_few_runs
 
 __all__ = ["Lab", "Model", "append_rows", "collect", "logits_fn"]
@@ -47,15 +48,6 @@ def logits_fn(apply_fn: Callable) -> Callable:
     """``apply_fn`` jitted, once per model function: run eagerly, a forward pass compiles
     every operation of the model as a program of its own (about 40 on the CNN)."""
     return jit_few_runs(apply_fn)
-
-
-@functools.lru_cache(maxsize=64)
-def _explain_fn(
-    apply_fn: Callable, layer_fn: Callable | None, method: str, overrides: tuple
-) -> Callable:
-    context = {"layer_fn": layer_fn}
-    explain = attribution.EXPLAINERS.build(method, context=context, **dict(overrides))
-    return jit_few_runs(lambda p, x, y, k: explain(apply_fn, p, x, y, key=k))
 
 
 @functools.lru_cache(maxsize=16)
@@ -133,7 +125,7 @@ class Lab:
         """The registered explainer ``method`` (with ``kw`` overrides), batched; the key of
         batch ``i`` is ``fold_in(key, i)`` whatever the method, so methods share draws. A call
         that takes longer than ``SLOW_SECONDS`` is logged with its time as it ends."""
-        fn = _explain_fn(m.apply_fn, m.layer_fn, method, tuple(sorted(kw.items())))
+        fn = attribution_fn(m.apply_fn, method, m.layer_fn, **kw)
         index = np.arange(len(x))
         t0 = time.perf_counter()
         out = self.batched(
