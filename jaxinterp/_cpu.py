@@ -2,10 +2,16 @@
 
 Three settings, all measured on the bundled CNN (see ``benchmarks/README.md``):
 
-* **One XLA device per core** (``--xla_force_host_platform_device_count``). One XLA:CPU
-  device runs a batch's small convolutions with poor use of the cores; a data mesh over one
-  device per core splits the batch instead, and the library's train steps, attacks and
-  attributions are data-parallel already.
+* **One XLA device, unless asked for more** (``devices``; ``None``: one per core, with
+  ``--xla_force_host_platform_device_count``). One XLA:CPU device already runs a program
+  on every core (XLA's intra-op threads). One device per core splits a train step's batch
+  over the cores instead: with the first versions of the library's convolution that was
+  1.3x faster, but on the current code it is no faster and the penalty steps are slower.
+  Timed on a mesh of one and of two devices in one process on a 2-core Zen 4: the study's
+  seven train steps (batch 64) 3-22% faster on one device; at batch 128 the CNN's plain step
+  195 / 185 ms (one / two), its input-gradient-norm step 439 / 592 ms, its Hessian-norm step
+  752 / 883 ms (``benchmarks/README.md``). Measured on 2 cores only: on a machine with many
+  more, compare with ``python -m benchmarks.scaling``.
 * **No convolution handed to YNNPACK** (``--xla_cpu_experimental_ynn_fusion_type=
   -individual_convolution``: XLA's default list of YNNPACK fusions less convolutions). By
   default jaxlib 0.10 runs every convolution in YNNPACK, including the kernel-gradient
@@ -47,13 +53,13 @@ _DEVICES_FLAG = "--xla_force_host_platform_device_count"
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
-def cpu_flags(existing: str = "", *, devices: int | None = None, fast_kernels: bool = True) -> str:
+def cpu_flags(existing: str = "", *, devices: int | None = 1, fast_kernels: bool = True) -> str:
     """``existing`` XLA flags plus the library's CPU settings that it does not set itself.
 
     Args:
       existing: The current ``XLA_FLAGS`` value.
-      devices: Host devices to create; ``None``: one per core (``os.cpu_count()``).
-        ``1`` adds no device flag.
+      devices: Host devices to create (default 1, which adds no device flag); ``None``:
+        one per core (``os.cpu_count()``).
       fast_kernels: Add the YNNPACK setting (see the module docstring).
 
     Returns:
@@ -119,20 +125,21 @@ def _backend_started() -> bool:
 
 
 def configure_cpu(
-    *, devices: int | None = None, fast_kernels: bool = True, reuse_memory: bool = True
+    *, devices: int | None = 1, fast_kernels: bool = True, reuse_memory: bool = True
 ) -> bool:
     """Sets the library's CPU settings if JAX has not started yet.
 
     Call it first thing, before any JAX computation::
 
         import jaxinterp
-        jaxinterp.configure_cpu()  # one XLA device per core, no YNNPACK convolutions
+        jaxinterp.configure_cpu()  # no YNNPACK convolutions, host memory reused
 
     The flags only concern the CPU backend: on a GPU or TPU machine they change nothing that
     runs on the accelerator. Flags already in ``XLA_FLAGS`` are kept as they are.
 
     Args:
-      devices: Host devices; ``None``: one per core.
+      devices: Host devices (default 1); ``None``: one per core (see the module
+        docstring).
       fast_kernels: Also keep convolutions out of YNNPACK (see the module docstring).
       reuse_memory: Also keep freed host memory for reuse (glibc only; see the module
         docstring). It concerns the whole process, PyTorch's tensors included.

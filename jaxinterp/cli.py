@@ -10,9 +10,10 @@
 ``--config`` takes a Python file or the name of a packaged config (``digits_standard``;
 ``jaxinterp configs`` lists them, see :mod:`jaxinterp.configs`).
 
-On a CPU backend the command runs with one XLA device per core, XLA:CPU's convolutions
-kept out of YNNPACK and freed host memory kept for reuse (see
-:func:`jaxinterp.configure_cpu`); a flag already in ``XLA_FLAGS`` is kept as the user set it.
+On a CPU backend the command runs with XLA:CPU's convolutions kept out of YNNPACK and freed
+host memory kept for reuse, on one XLA device (which runs on every core; see
+:func:`jaxinterp.configure_cpu`); a flag already in ``XLA_FLAGS`` is kept as the user set it
+(``--xla_force_host_platform_device_count=N`` for N devices).
 
 Bad input (a config that does not load or validate, a bad path, no permission, a full disk)
 ends the command with exit status 2 and one line on stderr naming the file or field (set
@@ -287,8 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--config.FIELD overrides apply to 'train' only")
     if args.command == "configs":
         return _configs()
-    # Before anything starts JAX: one XLA:CPU device per core, the YNNPACK fusion setting
-    # and malloc's memory reuse (jaxinterp/_cpu.py); flags already in XLA_FLAGS are kept.
+    # Before anything starts JAX: the YNNPACK fusion setting and malloc's memory reuse
+    # (jaxinterp/_cpu.py); flags already in XLA_FLAGS are kept.
     from jaxinterp import configure_cpu
 
     configure_cpu()

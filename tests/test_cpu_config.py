@@ -29,7 +29,8 @@ def test_flags_added_to_empty():
     assert cpu_flags("", devices=3, fast_kernels=False) == (
         "--xla_force_host_platform_device_count=3"
     )
-    assert cpu_flags("") == cpu_flags("", devices=os.cpu_count() or 1)
+    assert cpu_flags("") == YNN  # one device by default
+    assert cpu_flags("", devices=None) == cpu_flags("", devices=os.cpu_count() or 1)
 
 
 def test_user_flags_win():
@@ -53,7 +54,7 @@ def test_too_late_once_jax_started():
     assert os.environ.get("XLA_FLAGS") == before
 
 
-def test_fresh_process_gets_one_device_per_core_and_the_fusion_setting():
+def test_fresh_process_gets_the_devices_asked_for_and_the_fusion_setting():
     code = (
         "import os, jaxinterp; assert jaxinterp.configure_cpu(devices=3); import jax; "
         "print(jax.device_count(), os.environ['XLA_FLAGS'])"

@@ -19,6 +19,7 @@ from jaxinterp.core import checks
 from jaxinterp.data import batching
 from jaxinterp.experiments import defaults
 from jaxinterp.experiments.config_io import config_to_dict
+from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.restore import read_config_json
 from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
@@ -224,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = model_from_config(config, train.num_classes)
     init_key, run_key = run_keys(config)
     sample = np.asarray(train.images[:1])
-    params = jax.jit(model.init)(init_key, sample)
+    params = jit_few_runs(model.init)(init_key, sample)  # run once: compiled lighter
     out = jax.eval_shape(model.apply_fn, params, sample)
     if out.shape != (1, train.num_classes):
         raise ValueError(
