@@ -207,3 +207,36 @@ def test_map_shape_columns():
     np.testing.assert_allclose(uniform["gini"], 0.0, atol=1e-6)
     np.testing.assert_allclose(uniform["ink share"], 4 / 16, rtol=1e-6)
     assert float(out["gini"][0]) > float(uniform["gini"][0])  # 4 of 16 pixels: sparser
+
+
+def test_canvas_measurement_runs_and_its_bsm_uses_the_study_boundary_search():
+    """Claim 3's canvas rows on a small untrained model: every map measured, and BSM found
+    with the protocol's boundary search (ladder and CW rounds), as the boundary normals are."""
+    import jax
+
+    from jaxinterp import data, models
+    from jaxinterp.experiments import claims_attribution as ca
+    from jaxinterp.experiments.lab import Lab, Model
+    from jaxinterp.experiments.metric_suite import Settings
+
+    test = data.load_split("mnist_canvas", "test")
+    net = models.get_model("mlp", num_classes=10, hidden=(16,))
+    params = net.init(jax.random.PRNGKey(0), jnp.asarray(test.images[:1]))
+    m = Model("standard", 0, net.apply_fn, net.features_fn, params, 0.9, None)
+    protocol = {"boundary_epsilons": (2.0, 6.0), "cw_binary_search_steps": 1, "targeted_steps": 2}
+    lab = Lab(models={}, test=test, settings=Settings(), seeds=[0], num_examples=3,
+              batch_size=3, localisation={0: m}, localisation_test=test,
+              localisation_num_examples=3, protocol=protocol, log=lambda _: None)  # fmt: skip
+    calls = []
+    explain = lab.explain
+
+    def recorded(m, method, *args, **kw):
+        calls.append((method, kw))
+        return explain(m, method, *args, **kw)
+
+    lab.explain = recorded  # type: ignore[method-assign]
+    rows = ca._localisation(lab, m, np.mean(np.asarray(test.images[:8]), axis=0))
+    assert ("bsm", {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1}) in calls
+    assert ca._boundary_search(lab) == {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1}
+    for name in ("gradient", "BSM", "BIG", "IG (black)", "IG (mean canvas)", "random map"):
+        assert 0.0 <= rows[name][ca._DG] <= 1.0, name

@@ -150,6 +150,17 @@ def _canvas_gates(loc: Table, g: Mapping[str, float]) -> tuple[dict[str, Any], d
     return chance, acc
 
 
+def _boundary_search(lab: Lab) -> dict[str, Any]:
+    """The study's boundary search (``boundary_search``'s keywords): the protocol's PGD ladder
+    ``boundary_epsilons`` and CW rounds ``cw_binary_search_steps``, the same for claim 3's
+    boundary normals and the canvas's BSM."""
+    ladder = lab.protocol.get("boundary_epsilons", DEFAULT_EPSILONS)
+    return {
+        "epsilons": tuple(float(e) for e in ladder),
+        "cw_binary_search_steps": int(lab.protocol.get("cw_binary_search_steps", 9)),
+    }
+
+
 def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict[str, float]]:
     """Rows ``{method: {"distractor game", "consistency"}}`` on the distractor canvas."""
     x, ex = _canvas_xy(lab)
@@ -174,7 +185,7 @@ def _localisation(lab: Lab, m: Model, mean_canvas: np.ndarray) -> dict[str, dict
     ig_maps = [_ig(lab, m, x, pred, b) for b in (np.zeros_like(x), noise, blur)]
     maps = {
         "gradient": lab.explain(m, "gradient", x, pred, key),
-        "BSM": lab.explain(m, "bsm", x, pred, key),
+        "BSM": lab.explain(m, "bsm", x, pred, key, **_boundary_search(lab)),
         "BIG": big[0],
         "IG (black)": ig_maps[0],
         "IG (mean canvas)": _ig(lab, m, x, pred, np.broadcast_to(mean_canvas, x.shape)),
@@ -212,8 +223,8 @@ def _measure_3(lab: Lab) -> Tables:
     x, _, _ = lab.xy()
     n = int(lab.protocol.get("boundary_examples", len(x)))
     radius = float(lab.protocol.get("boundary_radius", 1.0))
-    rounds = int(lab.protocol.get("cw_binary_search_steps", 9))
-    ladder = tuple(float(e) for e in lab.protocol.get("boundary_epsilons", DEFAULT_EPSILONS))
+    search = _boundary_search(lab)
+    rounds, ladder = search["cw_binary_search_steps"], search["epsilons"]
 
     def measure(m: Model) -> dict[str, float]:
         xs = x[:n]
