@@ -32,10 +32,10 @@ Three settings, all measured on the bundled CNN (see ``benchmarks/README.md``):
   system: its resident size stays at its peak, as with PyTorch's or JAX's GPU allocators.
   Linux with glibc only; elsewhere nothing changes.
 
-The first two are XLA flags, so they take effect only if set before JAX initialises its CPU
-backend (the first computation or device query); :func:`configure_cpu` applies the third at
-the same time. A user's own ``XLA_FLAGS`` always win: a flag the user set is never
-overridden.
+The first two are XLA flags (the device flag only when more than one device is asked for),
+so they take effect only if set before JAX initialises its CPU backend (the first
+computation or device query); :func:`configure_cpu` applies the third at the same time. A
+user's own ``XLA_FLAGS`` always win: a flag the user set is never overridden.
 """
 
 from __future__ import annotations
