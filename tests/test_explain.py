@@ -133,3 +133,27 @@ def test_attribution_fn_is_shared_and_applies_overrides():
     a_default, a_two = fn(params, x, y, key), two(params, x, y, key)
     assert a_default.shape == a_two.shape == x.shape
     assert not np.allclose(a_default, a_two, rtol=1e-3, atol=1e-6)
+
+
+def test_compute_attributions_applies_per_method_overrides():
+    import jax
+    import jax.numpy as jnp
+
+    def apply_fn(params, x):
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ params)
+
+    params = jax.random.normal(jax.random.PRNGKey(0), (8, 3))
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (2, 2, 2, 2)))
+    y = np.array([0, 2], np.int32)
+    got = explain_job.compute_attributions(
+        apply_fn, params, x, y, ["gradient", "ig"], overrides={"ig": {"num_steps": 2}}
+    )
+    key = jax.random.fold_in(jax.random.PRNGKey(0), 1)  # the key of the second method
+    want = explain_job.attribution_fn(apply_fn, "ig", None, num_steps=2)(params, x, y, key)
+    np.testing.assert_array_equal(got["ig"], want)
+    default = explain_job.attribution_fn(apply_fn, "ig")(params, x, y, key)
+    assert not np.allclose(got["ig"], default, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="not asked for"):
+        explain_job.compute_attributions(
+            apply_fn, params, x, y, ["gradient"], overrides={"relex": {"num_samples": 2}}
+        )

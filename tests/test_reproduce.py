@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -78,6 +79,46 @@ def test_figures_are_written(report):
     assert "attributions_localisation_standard.png" in figures
     for f in figures:
         assert (report / "figures" / f).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figures_draw_relex_with_the_studys_settings(tmp_path, monkeypatch):
+    import numpy as np
+
+    from jaxinterp.experiments import report as report_lib
+    from jaxinterp.experiments.claims_attribution import relex_settings
+
+    calls = []
+
+    def attributions(apply_fn, params, x, target, methods, **kw):
+        calls.append((x.shape, kw.get("overrides")))
+        return {name: np.ones_like(x) for name in methods}
+
+    monkeypatch.setattr(report_lib, "compute_attributions", attributions)
+    monkeypatch.setattr(report_lib, "plot_grid", lambda *a, **k: None)
+    s = study.quick(study.study_config())
+    protocol = dict(s.protocol.to_dict())
+    m = SimpleNamespace(apply_fn=None, params=None, layer_fn=None)
+    x = np.zeros((6, 28, 28, 1), np.float32)
+    lab = SimpleNamespace(
+        xy=lambda: (x, np.zeros(6, np.int32), None),
+        seeds=[0],
+        models={("standard", 0): m, ("lga", 0): m},
+        localisation={0: m},
+        localisation_test=SimpleNamespace(
+            images=np.zeros((6, 32, 32, 1), np.float32), labels=np.zeros(6, np.int32)
+        ),
+        predictions=lambda model, xs: np.zeros(len(xs), np.int32),
+        protocol=protocol,
+    )
+    report_lib.figures(lab, s, str(tmp_path), [])
+    # quick: the standard model and the localisation model, 4 examples each
+    assert [shape for shape, _ in calls] == [(4, 28, 28, 1), (4, 32, 32, 1)]
+    for shape, overrides in calls:
+        assert overrides == {"relex": relex_settings(protocol, shape[1:])}
+    relex = calls[0][1]["relex"]
+    assert relex["num_samples"] == protocol["relex_samples"] != 50  # not the registry default
+    assert relex["num_iterations"] == protocol["relex_iterations"]
+    assert relex["lambda1"] == pytest.approx(1e-4 * 224 * 224 * 3 / (28 * 28))
 
 
 def test_a_rerun_reuses_the_trained_models(report, capsys):

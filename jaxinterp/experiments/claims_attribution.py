@@ -20,7 +20,7 @@ from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
-__all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5"]
+__all__ = ["CLAIMS", "claim_3", "claim_4", "claim_5", "relex_settings"]
 
 
 # --- Claim 3: boundary attributions (Wang et al.) -----------------------------------------
@@ -345,15 +345,21 @@ def _applies(m: Model, method: str, x: np.ndarray) -> bool:
     return bool(attribution.spatial_layers(shapes))
 
 
-def _relex_overrides(lab: Lab, x: np.ndarray) -> dict[str, dict[str, Any]]:
-    """RelEx with λ1 scaled from the reference's 1e-4 at 224×224×3 to this input size (the L1
-    term keeps its weight against the log-probability), and its ablation without noise."""
-    lam = 1e-4 * (224 * 224 * 3) / math.prod(x.shape[1:])
-    kw = {
-        "lambda1": lam,
-        "num_samples": int(lab.protocol.get("relex_samples", 50)),
-        "num_iterations": int(lab.protocol.get("relex_iterations", 50)),
+def relex_settings(protocol: Mapping[str, Any], example_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The study's RelEx hyperparameters for inputs of ``example_shape`` (``[H, W, C]``): the
+    protocol's ``relex_samples`` and ``relex_iterations`` (50 each when absent), and λ1 scaled
+    from the reference's 1e-4 at 224×224×3 to this input size (the L1 term keeps its weight
+    against the log-probability). Claim 4 and the report's figures both use them."""
+    return {
+        "lambda1": 1e-4 * (224 * 224 * 3) / math.prod(example_shape),
+        "num_samples": int(protocol.get("relex_samples", 50)),
+        "num_iterations": int(protocol.get("relex_iterations", 50)),
     }
+
+
+def _relex_overrides(lab: Lab, x: np.ndarray) -> dict[str, dict[str, Any]]:
+    """RelEx as the study runs it (:func:`relex_settings`), and its ablation without noise."""
+    kw = relex_settings(lab.protocol, x.shape[1:])
     return {"relex": kw, "relex (no noise)": kw | {"noise_fraction": 0.0, "num_samples": 1}}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -89,14 +89,20 @@ def compute_attributions(
     *,
     seed: int = 0,
     layer_fn: Callable | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Runs each named method (jitted) on ``x``; returns ``name -> [B, ...]`` (``layer_fn``:
-    see :func:`attribution_fn`)."""
+    see :func:`attribution_fn`; ``overrides``: ``name -> hyperparameters`` in place of that
+    method's registry defaults)."""
     check_methods(methods)
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(methods))
+    if unknown:
+        raise ValueError(f"overrides for methods not asked for: {unknown} (methods: {methods})")
     key = jax.random.PRNGKey(seed)
     out = {}
     for i, name in enumerate(methods):
-        fn = attribution_fn(apply_fn, name, layer_fn)
+        fn = attribution_fn(apply_fn, name, layer_fn, **overrides.get(name, {}))
         out[name] = np.asarray(
             fn(params, jnp.asarray(x), jnp.asarray(target), jax.random.fold_in(key, i))
         )

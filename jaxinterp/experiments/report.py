@@ -8,6 +8,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxinterp.experiments.claims_attribution import relex_settings
 from jaxinterp.experiments.explain import compute_attributions, heatmap, plot_grid
 from jaxinterp.experiments.lab import Lab
 
@@ -116,7 +117,8 @@ def _value(cell: Any) -> float:
 
 
 def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[dict]) -> list[str]:
-    """Attribution grids per model (first seed) and one metric bar chart per claim."""
+    """Attribution grids per model (first seed) and one metric bar chart per claim; RelEx is
+    drawn with the study's settings, as claim 4 measures it (:func:`relex_settings`)."""
     os.makedirs(out, exist_ok=True)
     paths = []
     x, y, _ = lab.xy()
@@ -137,7 +139,14 @@ def figures(lab: Lab, study: ml_collections.ConfigDict, out: str, claims: list[d
             xs, labels = np.asarray(loc.images[:n]), loc.labels[:n]
         pred = lab.predictions(m, xs)
         maps = compute_attributions(
-            m.apply_fn, m.params, xs, pred, FIGURE_METHODS, seed=seed, layer_fn=m.layer_fn
+            m.apply_fn,
+            m.params,
+            xs,
+            pred,
+            FIGURE_METHODS,
+            seed=seed,
+            layer_fn=m.layer_fn,
+            overrides={"relex": relex_settings(lab.protocol, xs.shape[1:])},
         )
         path = os.path.join(out, f"attributions_{name}.png")
         plot_grid(xs, labels, pred, {k: heatmap(v) for k, v in maps.items()}, path)
