@@ -10,9 +10,12 @@ import pytest
 
 import jaxinterp
 from jaxinterp import cpu_flags
-from jaxinterp._cpu import _glibc
+from jaxinterp._cpu import _glibc, preferred_vector_width
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# The vector-width flag this machine gets (only on AMD CPUs with AVX-512).
+WIDE = "".join(f" --xla_cpu_prefer_vector_width={w}" for w in [preferred_vector_width()] if w)
+FAST = YNN + WIDE
 
 
 def _fresh_stdout(code: str, *args: str) -> str:
@@ -24,19 +27,46 @@ def _fresh_stdout(code: str, *args: str) -> str:
 
 
 def test_flags_added_to_empty():
-    assert cpu_flags("", devices=2) == f"--xla_force_host_platform_device_count=2 {YNN}"
-    assert cpu_flags("", devices=1) == YNN
+    assert cpu_flags("", devices=2) == f"--xla_force_host_platform_device_count=2 {FAST}"
+    assert cpu_flags("", devices=1) == FAST
     assert cpu_flags("", devices=3, fast_kernels=False) == (
         "--xla_force_host_platform_device_count=3"
     )
-    assert cpu_flags("") == YNN  # one device by default
+    assert cpu_flags("") == FAST  # one device by default
     assert cpu_flags("", devices=None) == cpu_flags("", devices=os.cpu_count() or 1)
 
 
 def test_user_flags_win():
-    mine = "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=dot"
+    mine = (
+        "--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=dot"
+        " --xla_cpu_prefer_vector_width=256"
+    )
     assert cpu_flags(mine, devices=2) == mine
-    assert cpu_flags("--xla_dump_to=/tmp/x", devices=1) == f"--xla_dump_to=/tmp/x {YNN}"
+    assert cpu_flags("--xla_dump_to=/tmp/x", devices=1) == f"--xla_dump_to=/tmp/x {FAST}"
+
+
+_CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+cpu family\t: 25
+model name\t: a CPU
+flags\t\t: fpu sse2 avx2 {avx512}
+power management:
+"""
+
+
+@pytest.mark.parametrize(
+    ("vendor", "avx512", "width"),
+    [
+        ("AuthenticAMD", "avx512f avx512bw", 512),
+        ("AuthenticAMD", "", None),  # Zen 3 and older: AVX2 only
+        ("GenuineIntel", "avx512f avx512bw", None),  # Intel keeps XLA's default
+        ("GenuineIntel", "", None),
+    ],
+)
+def test_512_bit_vectors_only_on_amd_with_avx512(vendor, avx512, width):
+    info = _CPUINFO.format(vendor=vendor, avx512=avx512)
+    assert preferred_vector_width(info) == width
+    assert preferred_vector_width("") is None
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True, "2"])
@@ -60,7 +90,7 @@ def test_fresh_process_gets_the_devices_asked_for_and_the_fusion_setting():
         "print(jax.device_count(), os.environ['XLA_FLAGS'])"
     )
     out = _fresh_stdout(code).split(maxsplit=1)
-    assert out[0] == "3" and YNN in out[1]
+    assert out[0] == "3" and FAST in out[1]
 
 
 def test_subpackages_are_lazy_attributes():
