@@ -240,3 +240,40 @@ def test_canvas_measurement_runs_and_its_bsm_uses_the_study_boundary_search():
     assert ca._boundary_search(lab) == {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1}
     for name in ("gradient", "BSM", "BIG", "IG (black)", "IG (mean canvas)", "random map"):
         assert 0.0 <= rows[name][ca._DG] <= 1.0, name
+
+
+def test_claim_2_times_the_step_its_model_was_trained_with(tmp_path, data_dir):
+    """A model trained in this process: claim 2's timing runs the training's compiled step
+    (no second compile), and the shared step depends on the step's fields, not the seed."""
+    import jax
+    import ml_collections
+
+    from jaxinterp import data, training
+    from jaxinterp.experiments import claims, study
+    from jaxinterp.experiments.lab import Model
+    from jaxinterp.experiments.restore import load_trained
+    from jaxinterp.experiments.setup import train_step_from_config
+    from jaxinterp.experiments.train import train_and_evaluate
+    from jaxinterp.training import parallel
+
+    c = study.model_config(study.quick(study.study_config()), "lga", 0)
+    c.model, c.model_kwargs = "mlp", ml_collections.ConfigDict({"hidden": (16,)})
+    c.num_steps, c.batch_size, c.data_dir = 2, 8, data_dir
+    workdir = str(tmp_path / "lga")
+    train_and_evaluate(c, workdir)
+    t = load_trained(workdir)  # the config as read back from the workdir
+    net, mesh = t.model, parallel.make_data_mesh(t.config.num_devices or None)
+    params = training.replicate(t.params, mesh)  # placed as the step places its state
+    m = Model("lga", 0, net.apply_fn, net.features_fn, params, 0.9, t.config, net.layer_fn)
+    fns = {"apply_fn": m.apply_fn, "features_fn": m.features_fn, "layer_fn": m.layer_fn}
+    step, _ = train_step_from_config(t.config, mesh, **fns)
+    assert step._cache_size() == 1  # compiled once, by training
+    test = data.load_split("mnist5k", "test", data_dir=data_dir)
+    x, y = np.asarray(test.images[:5]), np.asarray(test.labels[:5])
+    assert claims._median_step_seconds(m, x, y, repeats=2) > 0
+    jax.block_until_ready(m.params)  # still there: the step donated a copy
+    assert step._cache_size() == 1  # the same program: repeated to the trained batch of 8
+    other_seed = ml_collections.ConfigDict(t.config.to_dict() | {"seed": 3})
+    assert train_step_from_config(other_seed, mesh, **fns)[0] is step
+    other_weight = ml_collections.ConfigDict(t.config.to_dict() | {"ce_weight": 0.5})
+    assert train_step_from_config(other_weight, mesh, **fns)[0] is not step

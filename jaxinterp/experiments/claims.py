@@ -20,14 +20,14 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxinterp import attacks, attribution, metrics, training
 from jaxinterp.experiments import verdict
 from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, collect
-from jaxinterp.experiments.penalties import build_penalty
+from jaxinterp.experiments.setup import train_step_from_config
 from jaxinterp.experiments.verdict import compare, gate
+from jaxinterp.training import parallel
 
 __all__ = ["DEFAULT_GATES", "Claim", "claim_1", "claim_2", "map_shape", "run"]
 
@@ -229,23 +229,29 @@ claim_1 = Claim(
 
 
 def _median_step_seconds(m: Model, x: np.ndarray, y: np.ndarray, repeats: int = 5) -> float:
-    """Median time of one jitted train step of ``m``'s config (compile and warm-up excluded);
-    compiled as training compiles it (``jax.jit``, not :func:`jit_few_runs`)."""
-    tx = optax.adam(1e-3)
-    penalty = build_penalty(
-        m.config.penalties, context={"features_fn": m.features_fn, "layer_fn": m.layer_fn}
+    """Median time of the train step ``m`` was trained with (its config's optimizer, schedule,
+    penalties and batch size, on its mesh), on ``x, y`` repeated to that batch size; compile
+    and warm-up excluded. The step comes from :func:`train_step_from_config`, so a model
+    trained in this process reuses its compiled code."""
+    mesh = parallel.make_data_mesh(m.config.get("num_devices") or None)
+    step, tx = train_step_from_config(
+        m.config, mesh, apply_fn=m.apply_fn, features_fn=m.features_fn, layer_fn=m.layer_fn
     )
-    step = jax.jit(
-        training.make_train_step(m.apply_fn, tx, penalty=penalty, ce_weight=m.config.ce_weight)
+    params = jax.tree.map(jnp.copy, m.params)  # the step donates its state: not m's params
+    state = training.replicate(
+        training.create_train_state(params, tx, key=jax.random.PRNGKey(0)), mesh
     )
-    state = training.create_train_state(m.params, tx, key=jax.random.PRNGKey(0))
-    batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
-    compiled = step.lower(state, batch).compile()
-    jax.block_until_ready(compiled(state, batch))
+    n = int(m.config.batch_size)
+    batch = parallel.shard_batch(
+        {"image": np.resize(x, (n, *x.shape[1:])), "label": np.resize(y, n)}, mesh
+    )
+    state, _ = step(state, batch)  # compiles, unless training did
+    jax.block_until_ready(state)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(state, batch))
+        state, _ = step(state, batch)
+        jax.block_until_ready(state)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -273,7 +279,6 @@ def _rps_columns(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> dict[st
 
 def _measure_2(lab: Lab) -> Tables:
     x, y, _ = lab.xy()
-    xb, yb = x[: min(128, len(x))], y[: min(128, len(x))]
     h, w = x.shape[1:3]
     frame = attacks.frame_target((h, w), width=max(1, h // 8))
 
@@ -289,7 +294,7 @@ def _measure_2(lab: Lab) -> Tables:
             "frame correlation, clean": float(np.mean(before)),
             "frame correlation gained by the manipulation": float(np.mean(after - before)),
             **_map_shape_columns(clean, x),
-            "train step ms": 1e3 * _median_step_seconds(m, xb, yb),
+            "train step ms": 1e3 * _median_step_seconds(m, x, y),
         }
 
     return {"models": collect(lab, ["standard", "hessian", "lga"], measure)}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Callable
 
 import jax
 import ml_collections
 import optax
+from jax.sharding import Mesh
 
 from jaxinterp import models, training
+from jaxinterp.experiments.config_io import config_to_dict
+from jaxinterp.experiments.penalties import build_penalty
 
-__all__ = ["model_from_config", "optimizer_from_config", "run_keys"]
+__all__ = ["model_from_config", "optimizer_from_config", "run_keys", "train_step_from_config"]
 
 
 def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> models.Model:
@@ -59,3 +64,55 @@ def run_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
     """``(init_key, run_key)`` of a run: params init and the train state's base key."""
     init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
     return init_key, run_key
+
+
+# The config fields a train step depends on besides the model (optimizer_from_config's, the
+# penalties and the clean loss's weight).
+_STEP_FIELDS = (
+    "optimizer",
+    "schedule",
+    "learning_rate",
+    "num_steps",
+    "warmup_steps",
+    "weight_decay",
+    "momentum",
+    "grad_clip_norm",
+    "penalties",
+    "ce_weight",
+)
+_MAX_STEPS = 32
+_steps: dict[tuple, tuple[Callable, optax.GradientTransformation]] = {}
+
+
+def train_step_from_config(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    *,
+    apply_fn: Callable,
+    features_fn: Callable,
+    layer_fn: Callable | None = None,
+) -> tuple[Callable, optax.GradientTransformation]:
+    """``(step, tx)``: the jitted train step of ``config`` for a model's functions on ``mesh``
+    (:func:`jaxinterp.training.jit_train_step`: ``step(state, batch) -> (state, metrics)``,
+    the state donated) and its optimizer.
+
+    The same function is returned for the same model functions, mesh and step fields of the
+    config (optimizer, schedule, penalties, ``ce_weight``; not the seed), so a second caller
+    in the process, such as claim 2's timing of the step a model was trained with, reuses
+    the compiled code (the last 32 kept).
+    """
+    fields = config_to_dict(config)
+    step_fields = json.dumps({k: fields.get(k) for k in _STEP_FIELDS}, sort_keys=True)
+    key = (apply_fn, features_fn, layer_fn, mesh, step_fields)
+    if key not in _steps:
+        tx, schedule = optimizer_from_config(config)
+        penalty = build_penalty(
+            config.penalties, context={"features_fn": features_fn, "layer_fn": layer_fn}
+        )
+        step = training.make_train_step(
+            apply_fn, tx, penalty=penalty, schedule=schedule, ce_weight=config.ce_weight
+        )
+        while len(_steps) >= _MAX_STEPS:
+            del _steps[next(iter(_steps))]
+        _steps[key] = (training.jit_train_step(step, mesh), tx)
+    return _steps[key]

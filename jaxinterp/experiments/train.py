@@ -20,9 +20,8 @@ from jaxinterp.data import batching
 from jaxinterp.experiments import defaults
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.jitting import jit_few_runs
-from jaxinterp.experiments.penalties import build_penalty
 from jaxinterp.experiments.restore import read_config_json
-from jaxinterp.experiments.setup import model_from_config, optimizer_from_config, run_keys
+from jaxinterp.experiments.setup import model_from_config, run_keys, train_step_from_config
 from jaxinterp.training import parallel
 from jaxinterp.training.errors import warn
 
@@ -233,15 +232,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"expected (1, {train.num_classes})"
         )
 
-    tx, schedule = optimizer_from_config(config)
-    penalty = build_penalty(
-        config.penalties, context={"features_fn": model.features_fn, "layer_fn": model.layer_fn}
-    )
-    step_fn = training.jit_train_step(
-        training.make_train_step(
-            model.apply_fn, tx, penalty=penalty, schedule=schedule, ce_weight=config.ce_weight
-        ),
+    step_fn, tx = train_step_from_config(
+        config,
         mesh,
+        apply_fn=model.apply_fn,
+        features_fn=model.features_fn,
+        layer_fn=model.layer_fn,
     )
     eval_fn = training.jit_eval_step(training.make_eval_step(model.apply_fn), mesh)
 
