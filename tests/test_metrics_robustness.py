@@ -85,6 +85,18 @@ def test_rps_values_and_clipping():
         return jnp.mean(jnp.stack(sims), axis=0)
 
     np.testing.assert_allclose(pear, run(by_hand, deltas), rtol=1e-5)
+    # A traced radius: one program for several radii, the values of a concrete radius.
+    one = jax.jit(
+        lambda e: metrics.random_perturbation_similarity(
+            explain, x, key=_key(11), epsilon=e, num_draws=4
+        )
+    )
+    np.testing.assert_allclose(one(jnp.float32(0.3)), pear, rtol=1e-5)
+    other = run(metrics.random_perturbation_similarity, explain, x, **(kw | {"epsilon": 0.05}))
+    np.testing.assert_allclose(one(jnp.float32(0.05)), other, rtol=1e-5)
+    assert one._cache_size() == 1 and not np.allclose(other, pear)
+    with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
+        metrics.random_perturbation_similarity(explain, x, key=_key(), epsilon=0.0)
     # A function as similarity.
     custom = run(
         metrics.random_perturbation_similarity, explain, x, similarity=metrics.pearson, **kw

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinterp import attacks, attribution, metrics, training
+from jaxinterp.core import checks
 from jaxinterp.experiments import verdict
 from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, collect
@@ -257,10 +258,12 @@ def _median_step_seconds(m: Model, x: np.ndarray, y: np.ndarray, repeats: int = 
 
 
 @functools.lru_cache(maxsize=16)
-def _rps_fn(apply_fn: Callable, radius: float) -> Callable:
+def _rps_fn(apply_fn: Callable) -> Callable:
+    """``fn(params, x, y, key, radius) -> [B]`` RPS of gradient maps; the radius is traced, so
+    one compiled program serves every radius of the protocol."""
     explain = attribution.EXPLAINERS.build("gradient")
 
-    def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> jax.Array:
+    def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array, radius: jax.Array) -> jax.Array:
         at = lambda z: explain(apply_fn, params, z, y)  # noqa: E731
         rps = metrics.random_perturbation_similarity(at, x, key=key, epsilon=radius)
         return cast(jax.Array, rps)  # One similarity name: one array.
@@ -270,9 +273,10 @@ def _rps_fn(apply_fn: Callable, radius: float) -> Callable:
 
 def _rps_columns(lab: Lab, m: Model, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     out = {}
+    fn, key = _rps_fn(m.apply_fn), lab.key(m, "rps")
     for r in lab.protocol.get("rps_radii", (4 / 255, 8 / 255, 16 / 255)):
-        fn, key = _rps_fn(m.apply_fn, float(r)), lab.key(m, "rps")
-        v = lab.batched(lambda xb, yb, fn=fn, key=key: fn(m.params, xb, yb, key), x, pred)
+        radius = jnp.float32(checks.positive("rps_radii[i]", r))
+        v = lab.batched(lambda xb, yb, radius=radius: fn(m.params, xb, yb, key, radius), x, pred)
         out[f"1 − RPS @ {round(r * 255)}/255"] = 1.0 - float(np.mean(v))
     return out
 

@@ -115,7 +115,7 @@ def random_perturbation_similarity(
     x: jax.Array,
     *,
     key: jax.Array,
-    epsilon: float = 4 / 255,
+    epsilon: float | jax.Array = 4 / 255,
     num_draws: int = 10,
     similarity: str | Sequence[str] | Callable[[jax.Array, jax.Array], jax.Array] = "pearson",
     bounds: tuple[float, float] | None = (0.0, 1.0),
@@ -133,7 +133,8 @@ def random_perturbation_similarity(
       x: Float inputs ``[B, H, W, C]`` (channels last; ``[B, D]`` for the similarities other
         than SSIM).
       key: PRNG key.
-      epsilon: ``ε > 0`` (Joo et al.: 4/255 for images in ``[0, 1]``).
+      epsilon: ``ε > 0`` (Joo et al.: 4/255 for images in ``[0, 1]``); a traced scalar is
+        taken as given (unchecked), so one compiled program can serve several radii.
       num_draws: ``N >= 1``, a Python int (Joo et al.: 10).
       similarity: A name in :data:`SIMILARITIES` (``"pearson"``, ``"ssim"``, ``"cosine"``,
         ``"mse"``) or ``sim(maps_a, maps_b) -> [B]``; or a sequence of names, which returns
@@ -153,7 +154,8 @@ def random_perturbation_similarity(
       Joo, Jeong, Heo, Weller, Moon, "Towards more robust interpretation via local gradient
       alignment", AAAI 2023.
     """
-    epsilon = checks.positive("epsilon", epsilon)
+    if checks.is_concrete(epsilon):
+        epsilon = checks.positive("epsilon", epsilon)
     num_draws = checks.integer("num_draws", num_draws)
     chunk_size = checks.chunk_size(chunk_size)
     key = checks.key(key)
