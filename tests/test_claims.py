@@ -244,7 +244,7 @@ def test_canvas_measurement_runs_and_its_bsm_uses_the_study_boundary_search():
 
 def test_claim_2_times_the_step_its_model_was_trained_with(tmp_path, data_dir):
     """A model trained in this process: claim 2's timing runs the training's compiled step
-    (no second compile), and the shared step depends on the step's fields, not the seed."""
+    (no second compile), and the shared step depends on the config, not on the seed."""
     import jax
     import ml_collections
 
