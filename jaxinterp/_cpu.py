@@ -22,6 +22,13 @@ Four settings, all measured on the bundled CNN (see ``benchmarks/README.md``):
   used; ``tests/test_cpu_config.py`` checks elementwise functions under these flags. The
   same fusion type also drops NaNs in ``maximum``/``minimum`` (``relu(nan) == 0``), which
   would hide a diverged ReLU network.
+* **512-bit vectors on AMD CPUs with AVX-512** (``--xla_cpu_prefer_vector_width=512``; Zen 4
+  and later, read from ``/proc/cpuinfo``). XLA:CPU emits its elementwise loops for 256-bit
+  vectors by default, which spares the Intel parts whose clock drops under 512-bit
+  instructions; AMD's do not slow down. On a 2-core Zen 4, in alternated fresh processes:
+  the CNN's plain train step at batch 128 5-6% faster (median 180 against 191 ms over four
+  pairs), the study's train steps 2-6%, CW-L2 in a loop 25% (``benchmarks/README.md``).
+  Elsewhere (Intel, no AVX-512, no ``/proc/cpuinfo``) XLA's default stays.
 * **Freed host memory kept for reuse** (glibc's ``mallopt``: one malloc arena, no ``mmap``
   for large blocks, no trimming). XLA:CPU allocates a program's scratch buffer anew on every
   call, from a worker thread's arena, where a buffer of this size (178 MB for the CNN's
@@ -32,17 +39,9 @@ Four settings, all measured on the bundled CNN (see ``benchmarks/README.md``):
   system: its resident size stays at its peak, as with PyTorch's or JAX's GPU allocators.
   Linux with glibc only; elsewhere nothing changes.
 
-* **512-bit vectors on AMD CPUs with AVX-512** (``--xla_cpu_prefer_vector_width=512``; Zen 4
-  and later, read from ``/proc/cpuinfo``). XLA:CPU emits its elementwise loops for 256-bit
-  vectors by default, which spares the Intel parts whose clock drops under 512-bit
-  instructions; AMD's do not slow down. On a 2-core Zen 4, in alternated fresh processes:
-  the CNN's plain train step at batch 128 5-6% faster (median 180 against 191 ms over four
-  pairs), the study's train steps 2-6%, CW-L2 in a loop 25% (``benchmarks/README.md``).
-  Elsewhere (Intel, no AVX-512, no ``/proc/cpuinfo``) XLA's default stays.
-
 The first three are XLA flags (the device flag only when more than one device is asked for),
 so they take effect only if set before JAX initialises its CPU backend (the first
-computation or device query); :func:`configure_cpu` applies the third at the same time. A
+computation or device query); :func:`configure_cpu` applies the fourth at the same time. A
 user's own ``XLA_FLAGS`` always win: a flag the user set is never overridden.
 """
 
