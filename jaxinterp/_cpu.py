@@ -65,8 +65,8 @@ def preferred_vector_width(cpuinfo: str | None = None) -> int | None:
     """512 on an AMD CPU with AVX-512 (Zen 4 and later), else ``None`` (XLA's default).
 
     Args:
-      cpuinfo: The text of ``/proc/cpuinfo`` (default: read it; ``None`` where it cannot be
-        read, as off Linux).
+      cpuinfo: The text of ``/proc/cpuinfo``; by default the file is read, and where it
+        cannot be (off Linux) the answer is ``None``.
     """
     if cpuinfo is None:
         try:
