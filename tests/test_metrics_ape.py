@@ -102,9 +102,30 @@ def test_ape_flat_inputs_and_checks(setup):
     np.testing.assert_allclose(out["ape"], image["ape"], rtol=1e-6)
     with pytest.raises(ValueError, match="fraction"):
         metrics.ape(two_class_linear, w, x, y, x, epsilon=EPS, fraction=0.7)
+    with pytest.raises(ValueError, match="fraction"):  # a concrete array is checked too
+        metrics.ape(two_class_linear, w, x, y, x, epsilon=EPS, fraction=jnp.float32(0.7))
     with pytest.raises(ValueError, match="bounds"):
         metrics.ape(two_class_linear, w, x + 1.0, y, x, epsilon=EPS)
     with pytest.raises(ValueError, match=r"y must be \[B\]"):
         metrics.ape(two_class_linear, w, x, y[:2], x, epsilon=EPS)
     with pytest.raises(ValueError, match="epsilon"):
         metrics.ape(two_class_linear, w, x, y, x, epsilon=0.0)
+
+
+def test_ape_traced_fraction_one_program_the_concrete_values(setup):
+    # A traced fraction (k = 4 and 16 of 64 pixels here): the values of the concrete fraction,
+    # from one compiled program; the two fractions give different values.
+    w, x, y = setup
+    a = jax.random.uniform(_key(5), x.shape)
+    one = jax.jit(
+        lambda q: metrics.ape(two_class_linear, w, x, y, a, epsilon=EPS, fraction=q, key=_key(6))
+    )
+    outs = {}
+    for q in (4 / 64, 16 / 64):
+        outs[q] = run(metrics.ape, two_class_linear, w, x, y, a, epsilon=EPS, fraction=q,
+                      key=_key(6))  # fmt: skip
+        traced = one(jnp.float32(q))
+        for name in ("ape", "ape_complement"):
+            np.testing.assert_allclose(traced[name], outs[q][name], rtol=1e-6, atol=1e-7)
+    assert one._cache_size() == 1
+    assert not np.allclose(outs[4 / 64]["ape_complement"], outs[16 / 64]["ape_complement"])

@@ -83,7 +83,7 @@ def ape(
     epsilon: float,
     num_steps: int = 10,
     step_size: float | None = None,
-    fraction: float = 0.1,
+    fraction: float | jax.Array = 0.1,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     score: str = "probability",
     key: jax.Array | None = None,
@@ -116,7 +116,9 @@ def ape(
       epsilon: L∞ budget ``ε > 0``.
       num_steps: PGD steps ``>= 1``, a Python int.
       step_size: ``α > 0``; default ``2.5 ε / num_steps``.
-      fraction: ``q ∈ (0, 0.5]``, so that ``T`` and ``T̄`` are disjoint.
+      fraction: ``q ∈ (0, 0.5]``, so that ``T`` and ``T̄`` are disjoint. A traced scalar is
+        taken as given (unchecked; ``k`` is then computed in its float type), so one compiled
+        program can serve several fractions: the masks are rank comparisons, not ``top_k``.
       bounds: Valid input range ``(lo, hi)``, or ``None``.
       score: ``"probability"`` or ``"margin"``.
       key: PRNG key of the tie order of the ranking (``None``: a fixed one).
@@ -137,7 +139,8 @@ def ape(
     epsilon = checks.positive("epsilon", epsilon)
     num_steps = checks.integer("num_steps", num_steps)
     step_size = checks.step_size(step_size, epsilon, num_steps)
-    fraction = checks.real("fraction", fraction, low=0.0, low_open=True, high=0.5)
+    if checks.is_concrete(fraction):
+        fraction = checks.real("fraction", fraction, low=0.0, low_open=True, high=0.5)
     bounds = checks.bounds(bounds)
     x = checks.array(x, "x", ndims=(2, 4), image=True)
     a = checks.like(attribution, x, "attribution")
@@ -146,7 +149,10 @@ def ape(
     checks.one_of("score", score, SCORES)
     rank = descending_ranks(pixel_scores(a, absolute=True), key=key)  # [B, P]
     num_pixels = rank.shape[1]
-    k = max(1, math.floor(fraction * num_pixels + 0.5))
+    if isinstance(fraction, float):
+        k: int | jax.Array = max(1, math.floor(fraction * num_pixels + 0.5))
+    else:  # traced
+        k = jnp.maximum(1, jnp.floor(fraction * num_pixels + 0.5).astype(jnp.int32))
     shape = (x.shape[0], *pixel_shape(x)) + ((1,) if x.ndim == 4 else ())
 
     def as_mask(m: jax.Array) -> jax.Array:
