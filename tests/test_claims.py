@@ -277,3 +277,30 @@ def test_claim_2_times_the_step_its_model_was_trained_with(tmp_path, data_dir):
     assert train_step_from_config(other_seed, mesh, **fns)[0] is step
     other_weight = ml_collections.ConfigDict(t.config.to_dict() | {"ce_weight": 0.5})
     assert train_step_from_config(other_weight, mesh, **fns)[0] is not step
+
+
+def test_models_of_one_architecture_share_one_compiled_eval_step(tmp_path, data_dir):
+    """Two models of one architecture (different penalties) are evaluated by one jitted eval
+    step, compiled once: training asks :func:`eval_step_for` for it."""
+    import ml_collections
+
+    from jaxinterp.experiments import study
+    from jaxinterp.experiments.restore import load_trained
+    from jaxinterp.experiments.setup import eval_step_for
+    from jaxinterp.experiments.train import train_and_evaluate
+    from jaxinterp.training import parallel
+
+    s = study.quick(study.study_config())
+    nets = []
+    for name in ("standard", "act_sens"):
+        c = study.model_config(s, name, 0)
+        c.model, c.model_kwargs = "mlp", ml_collections.ConfigDict({"hidden": (12,)})
+        c.num_steps, c.batch_size, c.eval_batch_size, c.data_dir = 2, 8, 16, data_dir
+        result = train_and_evaluate(c, str(tmp_path / name))
+        assert 0.0 <= result["eval"]["accuracy"] <= 1.0
+        nets.append(load_trained(str(tmp_path / name)).model)
+    assert nets[0].apply_fn is nets[1].apply_fn
+    mesh = parallel.make_data_mesh(None)
+    step = eval_step_for(nets[0].apply_fn, mesh)
+    assert step is eval_step_for(nets[1].apply_fn, mesh)
+    assert step._cache_size() == 1

@@ -15,7 +15,13 @@ from jaxinterp import models, training
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.penalties import build_penalty
 
-__all__ = ["model_from_config", "optimizer_from_config", "run_keys", "train_step_from_config"]
+__all__ = [
+    "eval_step_for",
+    "model_from_config",
+    "optimizer_from_config",
+    "run_keys",
+    "train_step_from_config",
+]
 
 
 def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> models.Model:
@@ -101,3 +107,12 @@ def train_step_from_config(
             del _steps[next(iter(_steps))]
         _steps[key] = (training.jit_train_step(step, mesh), tx)
     return _steps[key]
+
+
+@functools.lru_cache(maxsize=_MAX_STEPS)
+def eval_step_for(apply_fn: Callable, mesh: Mesh) -> Callable:
+    """The jitted eval step of a model function on ``mesh``
+    (:func:`jaxinterp.training.jit_eval_step`: ``eval_step(params, batch) -> sums``), one per
+    function and mesh, so that the models of one architecture (the study's six) compile it once
+    rather than once each."""
+    return training.jit_eval_step(training.make_eval_step(apply_fn), mesh)

@@ -21,7 +21,12 @@ from jaxinterp.experiments import defaults
 from jaxinterp.experiments.config_io import config_to_dict
 from jaxinterp.experiments.jitting import jit_few_runs
 from jaxinterp.experiments.restore import read_config_json
-from jaxinterp.experiments.setup import model_from_config, run_keys, train_step_from_config
+from jaxinterp.experiments.setup import (
+    eval_step_for,
+    model_from_config,
+    run_keys,
+    train_step_from_config,
+)
 from jaxinterp.training import parallel
 from jaxinterp.training.errors import warn
 
@@ -239,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         features_fn=model.features_fn,
         layer_fn=model.layer_fn,
     )
-    eval_fn = training.jit_eval_step(training.make_eval_step(model.apply_fn), mesh)
+    eval_fn = eval_step_for(model.apply_fn, mesh)
 
     # The batch size against the data: the last check that needs no workdir. Nothing is
     # written to the workdir before here, so a rejected config leaves it untouched.
