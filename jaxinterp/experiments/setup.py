@@ -1,4 +1,5 @@
-"""Building a run's model and optimizer from its config (shared by train and restore)."""
+"""Building a run's model, optimizer and jitted train and eval steps from its config (shared
+by train, restore and claim 2's timing of the train step)."""
 
 from __future__ import annotations
 
