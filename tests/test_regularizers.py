@@ -7,6 +7,7 @@ import pytest
 
 from jaxinterp import models, regularizers
 from jaxinterp.core import per_example_score
+from jaxinterp.regularizers._engine import penalize_input_gradients
 
 B = 3
 
@@ -137,6 +138,31 @@ def test_curvature_matches_finite_difference_by_hand(tiny):
         z = 0.05 * jnp.sign(g) / jnp.sqrt(9.0)
         gz = _per_example_grads(apply_fn, params, x + z, y, "loss")
         np.testing.assert_allclose(value, jnp.mean(jnp.sum((gz - g).reshape(B, -1) ** 2, 1)))
+
+
+def test_engine_points_from_the_first_gradient(tiny):
+    """A later point given as a function of sg(g_0) equals passing that point; the first
+    point must be an array."""
+    apply_fn, params, x, y = tiny
+
+    def functional(g, g_near):
+        return jnp.sum((g_near - g) ** 2), {}
+
+    with jax.enable_x64(True):
+        g0 = _per_example_grads(apply_fn, params, x, y, "loss")
+        shift = lambda g: x + 0.1 * jnp.tanh(g)  # noqa: E731
+        for impl in ("fast", "autodiff"):
+
+            def value(p, near, impl=impl):
+                pts = [x, near]
+                return penalize_input_gradients(functional, apply_fn, p, pts, y, "loss", impl)[0]
+
+            v1, d1 = jax.value_and_grad(value)(params, shift)
+            v2, d2 = jax.value_and_grad(value)(params, shift(g0))
+            np.testing.assert_allclose(v1, v2, rtol=1e-12)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10), d1, d2)
+        with pytest.raises(TypeError, match="first point must be an array"):
+            penalize_input_gradients(functional, apply_fn, params, [shift, x], y, "loss", "fast")
 
 
 def test_penalty_in_jit_does_not_recompile(tiny):

@@ -8,7 +8,7 @@ directional derivative (``fast``, METHODS §1.7).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -115,11 +115,10 @@ def penalize_input_gradients(
     functional: Callable[..., tuple[jax.Array, dict[str, jax.Array]]],
     apply_fn: ApplyFn,
     params: Any,
-    xs: list[jax.Array],
+    xs: list[jax.Array | Callable[[jax.Array], jax.Array]],
     y: jax.Array,
     score: str,
     impl: str,
-    known: dict[int, jax.Array] | None = None,
     detached: tuple[int, ...] = (),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``F(g_0, ..., g_n)`` of the input gradients ``g_i = ∇ₓ s(x_i)``, differentiable in params.
@@ -135,23 +134,31 @@ def penalize_input_gradients(
 
     Args:
       functional: ``F(*gs) -> (scalar, diagnostics)``, on gradients shaped like ``x``.
-      xs: the points, each ``[B, ...]`` (e.g. ``[x, x + δ]``).
-      known: gradients already computed with params stop-gradiented, by index (fast only).
+      xs: the points, each ``[B, ...]`` (e.g. ``[x, x + δ]``); a later point may instead be
+        a function of the first point's gradient ``sg(g_0)`` (e.g. CURE's
+        ``g -> x + h · sign(g)/‖sign(g)‖``), so that ``g_0`` is computed once and serves
+        both the point and ``F``.
       detached: indices of points whose gradient ``F`` stop-gradients (``∂F/∂g_i = 0``): the
         fast path leaves them out of the jvp instead of pushing a zero tangent through.
     """
     n = len(xs)
+    first = xs[0]
+    if callable(first):
+        raise TypeError("the first point must be an array; later ones may be functions of g_0")
     if impl == "autodiff":
         fn = summed_score_with_logits(apply_fn, params, y, score)
-        g0, logits = jax.grad(fn, has_aux=True)(xs[0])
-        gs = [g0] + [input_gradient(apply_fn, params, xi, y, score) for xi in xs[1:]]
+        g0, logits = jax.grad(fn, has_aux=True)(first)
+        points = _resolve(xs, g0)
+        gs = [g0] + [input_gradient(apply_fn, params, xi, y, score) for xi in points[1:]]
         return share_logits(functional(*gs), logits)
-    known = known or {}
     frozen = jax.lax.stop_gradient(params)
-    todo = [i for i in range(n) if i not in known]
-    found = dict(known)
+    found: dict[int, jax.Array] = {}
+    if any(callable(xi) for xi in xs):
+        found[0] = input_gradient(apply_fn, frozen, first, y, score)
+    points = _resolve(xs, found.get(0))
+    todo = [i for i in range(n) if i not in found]
     if todo:
-        batch = jnp.concatenate([xs[i] for i in todo])
+        batch = jnp.concatenate([points[i] for i in todo])
         grads = input_gradient(apply_fn, frozen, batch, jnp.concatenate([y] * len(todo)), score)
         found.update(zip(todo, jnp.split(grads, len(todo)), strict=True))
     gs = [jax.lax.stop_gradient(found[i]) for i in range(n)]
@@ -162,11 +169,21 @@ def penalize_input_gradients(
     ys = jnp.concatenate([y] * len(live))
     (_, logits), (surrogate, _) = jax.jvp(
         lambda z: _scores_and_logits(apply_fn, params, z, ys, score),
-        (jnp.concatenate([xs[i] for i in live]),),
+        (jnp.concatenate([points[i] for i in live]),),
         (jax.lax.stop_gradient(jnp.concatenate([dirs[i] for i in live])),),
     )
     surrogate = jnp.sum(surrogate)
     out = (value + surrogate - jax.lax.stop_gradient(surrogate), diags)
     if live and live[0] == 0:  # the first rows are the forward pass at xs[0]
-        out = share_logits(out, logits[: xs[0].shape[0]])
+        out = share_logits(out, logits[: first.shape[0]])
     return out
+
+
+def _resolve(
+    xs: list[jax.Array | Callable[[jax.Array], jax.Array]], g0: jax.Array | None
+) -> list[jax.Array]:
+    """The points, each function of ``g_0`` called on ``sg(g_0)`` (none when ``g0`` is None)."""
+    if g0 is None:
+        return cast(list[jax.Array], xs)
+    sg = jax.lax.stop_gradient(g0)
+    return [xi(sg) if callable(xi) else xi for xi in xs]
