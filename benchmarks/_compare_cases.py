@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +19,7 @@ from benchmarks import _torch_iterative as ti
 from benchmarks import _torch_models as tm
 from benchmarks import _torch_penalties as tp
 from benchmarks._setup import BETA, Setup
-from benchmarks._timing import compile_and_time, matmul_peak, time_calls
+from benchmarks._timing import compile_jit, matmul_peak, paired_ratio, time_interleaved
 from benchmarks.regularizers import default_impl, penalty_factories
 from jaxinterp import regularizers, training
 
@@ -27,20 +28,45 @@ __all__ = ["TARGETS", "TARGET_SETTING", "judge", "meta", "print_targets", "run_m
 CHECK_KEY = jax.random.PRNGKey(7)
 
 
-def _time_torch(step, args: argparse.Namespace, attribution: bool = False) -> float:
-    """Median seconds of ``step()``; on CUDA each call is followed by a synchronize."""
-    repeats, warmup = _counts(args, attribution)
+def _torch_sync(args: argparse.Namespace):
+    """How to wait for a PyTorch call: on CUDA a synchronize, on CPU nothing (eager)."""
     if args.torch_device.startswith("cuda"):
 
         def sync(result):
             torch.cuda.synchronize()
             return result
-    else:
 
-        def sync(result):
-            return result
+        return sync
+    return lambda result: result
 
-    return time_calls(step, repeats=repeats, warmup=warmup, sync=sync)["median_s"]
+
+def _measure(
+    args: argparse.Namespace,
+    torch_calls: dict[str, Callable[[], Any]],
+    jax_calls: dict[str, tuple[Callable[[], Any], dict[str, float]]],
+    attribution: bool = False,
+) -> dict[str, Any]:
+    """Times PyTorch's and jaxinterp's calls in alternation (:func:`time_interleaved`).
+
+    ``jax_calls``: name -> :func:`compile_jit`'s ``(call, info)``; the first is ``jax``.
+    Returns ``<name>_s`` (median seconds) for every call, ``<name>_compile_s`` and
+    ``<name>_temp_bytes`` for jaxinterp's, and ``<name>_over_jax`` for PyTorch's: the median
+    over rounds of the PyTorch call's time over the ``jax`` call's in the same round.
+    """
+    repeats, warmup = _counts(args, attribution)
+    sync = _torch_sync(args)
+    t = time_interleaved(
+        {**torch_calls, **{k: call for k, (call, _) in jax_calls.items()}},
+        repeats=repeats,
+        warmup=warmup,
+        syncs={k: sync for k in torch_calls},
+    )
+    out: dict[str, Any] = {f"{k}_s": v["median_s"] for k, v in t.items()}
+    for k, (_, info) in jax_calls.items():
+        out.update({f"{k}_compile_s": info["compile_s"], f"{k}_temp_bytes": info["temp_bytes"]})
+    for k in torch_calls:
+        out[f"{k}_over_jax"] = paired_ratio(t[k]["times"], t["jax"]["times"])
+    return out
 
 
 def _counts(args: argparse.Namespace, attribution: bool) -> tuple[int, int]:
@@ -56,9 +82,9 @@ def _fresh(tmodel: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimi
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def _jax_step(s: Setup, penalty, args) -> dict[str, float]:
+def _jax_step(s: Setup, penalty) -> tuple[Callable[[], Any], dict[str, float]]:
     step = training.make_train_step(s.model.apply_fn, s.tx, penalty=penalty)
-    return compile_and_time(step, s.state, s.batch, repeats=args.repeats, warmup=args.warmup)
+    return compile_jit(step, s.state, s.batch)
 
 
 def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
@@ -71,19 +97,18 @@ def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
         opt.step()
         return loss.detach()
 
-    t = _jax_step(s, None, args)
+    ours = _jax_step(s, None)
+    out = _measure(args, {"torch": step}, {"jax": ours})
+    flops = ours[1]["flops"]
     peak = matmul_peak(repeats=args.repeats)
     return {
         "case": "plain step",
         "kind": "plain",
-        "torch_s": _time_torch(step, args),
-        "jax_s": t["median_s"],
-        "jax_compile_s": t["compile_s"],
-        "jax_temp_bytes": t["temp_bytes"],
-        "flops": t["flops"],
-        "jax_gflops_per_s": t["flops"] / t["median_s"] / 1e9,
+        **out,
+        "flops": flops,
+        "jax_gflops_per_s": flops / out["jax_s"] / 1e9,
         "matmul_peak_gflops_per_s": peak / 1e9,
-        "share_of_peak": t["flops"] / t["median_s"] / peak,
+        "share_of_peak": flops / out["jax_s"] / peak,
     }
 
 
@@ -96,23 +121,22 @@ def jax_impls(name: str, args: argparse.Namespace) -> list[str]:
 
 
 def _penalty_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for variant, key in (("eager", "torch_s"), ("func", "torch_func_s")):
+    theirs = {}
+    for variant, key in (("eager", "torch"), ("func", "torch_func")):
         model, opt = _fresh(tmodel)
-        out[key] = _time_torch(tp.make_step(name, variant, model, opt, xt, yt, 1.0), args)
+        theirs[key] = tp.make_step(name, variant, model, opt, xt, yt, 1.0)
     impls = jax_impls(name, args)
     factory = penalty_factories(s.model)[name]
-    for i, impl in enumerate(impls):
-        t = _jax_step(s, regularizers.combine(**{name: (1.0, factory(impl))}), args)
-        prefix = "jax" if i == 0 else "jax_other"
-        out.update(
-            {
-                f"{prefix}_s": t["median_s"],
-                f"{prefix}_impl": impl,
-                f"{prefix}_compile_s": t["compile_s"],
-                f"{prefix}_temp_bytes": t["temp_bytes"],
-            }
+    ours = {
+        "jax" if i == 0 else "jax_other": _jax_step(
+            s, regularizers.combine(**{name: (1.0, factory(impl))})
         )
+        for i, impl in enumerate(impls)
+    }
+    out = _measure(args, theirs, ours)
+    out["jax_impl"] = impls[0]
+    if len(impls) > 1:
+        out["jax_other_impl"] = impls[1]
     return out
 
 
@@ -125,22 +149,8 @@ def _attribution_timing(cfg, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
         base_t = tm.nchw(base).to(xt.device)
         theirs = ta.captum_fn(cfg, tmodel, xt, yt, sigma=ta.sigma_for(x), baseline=base_t)
         ours = ta.jax_fn(cfg, s.model.apply_fn)
-    t = compile_and_time(
-        ours,
-        s.params,
-        x,
-        y,
-        base,
-        jax.random.PRNGKey(1),
-        repeats=args.attr_repeats,
-        warmup=args.attr_warmup,
-    )
-    return {
-        "torch_s": _time_torch(theirs, args, attribution=True),
-        "jax_s": t["median_s"],
-        "jax_compile_s": t["compile_s"],
-        "jax_temp_bytes": t["temp_bytes"],
-    }
+    compiled = compile_jit(ours, s.params, x, y, base, jax.random.PRNGKey(1))
+    return _measure(args, {"torch": theirs}, {"jax": compiled}, attribution=True)
 
 
 def _iterative_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
@@ -154,21 +164,8 @@ def _iterative_timing(name: str, s: Setup, tmodel, xt, yt, args) -> dict[str, An
     else:
         ours = ti.jax_case(name, s.model.apply_fn, s.tx, args.cw_steps)
         theirs = ti.torch_case(name, model, opt, xt, yt, args.cw_steps)
-    t = compile_and_time(
-        ours,
-        s.params,
-        s.batch["image"],
-        y,
-        jax.random.PRNGKey(1),
-        repeats=args.attr_repeats,
-        warmup=args.attr_warmup,
-    )
-    return {
-        "torch_s": _time_torch(theirs, args, attribution=True),
-        "jax_s": t["median_s"],
-        "jax_compile_s": t["compile_s"],
-        "jax_temp_bytes": t["temp_bytes"],
-    }
+    compiled = compile_jit(ours, s.params, s.batch["image"], y, jax.random.PRNGKey(1))
+    return _measure(args, {"torch": theirs}, {"jax": compiled}, attribution=True)
 
 
 def run_model(model_name: str, args: argparse.Namespace, emit=None) -> list[dict[str, Any]]:
@@ -269,7 +266,7 @@ def judge(row: dict[str, Any], targets: dict[str, float], setting: dict[str, Any
     target = _target_of(row, targets)
     if target is None or "jax_s" not in row:
         return
-    ratio = row["torch_s"] / row["jax_s"]
+    ratio = row["torch_over_jax"]
     row.update(target=target, ratio=ratio, target_met=ratio >= target)
     note = "" if at_target_setting(row, setting) else " (not the target setting)"
     row["target_text"] = f"≥{target:g}×: {'met' if ratio >= target else 'NOT met'}{note}"

@@ -9,7 +9,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -19,12 +19,15 @@ from jaxinterp._cpu import host_memory_reused
 __all__ = [
     "RowPrinter",
     "compile_and_time",
+    "compile_jit",
     "flops",
     "machine",
     "matmul_peak",
+    "paired_ratio",
     "parse_ints",
     "report",
     "time_calls",
+    "time_interleaved",
 ]
 
 
@@ -50,28 +53,83 @@ def time_calls(
     return {"median_s": statistics.median(times), "min_s": min(times)}
 
 
-def compile_and_time(
-    fn: Callable, *args: Any, repeats: int = 20, warmup: int = 3
-) -> dict[str, float]:
-    """Lowers and compiles ``jax.jit(fn)`` for ``args``, then times calls of the executable.
+def time_interleaved(
+    calls: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int,
+    syncs: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Times several callables in alternation, for ratios a drifting machine cannot skew.
+
+    ``warmup`` untimed calls of each, then ``repeats`` rounds that call each once, the order
+    reversed every other round. On a shared 2-core CPU one program's time drifted by 15%
+    within ten seconds, for every program alike; timed in separate blocks, two programs then
+    meet different conditions, timed in alternation the same ones. Compare them with
+    :func:`paired_ratio`.
+
+    Args:
+      calls: name -> ``fn()``; each may carry state between calls.
+      syncs: name -> how to wait for that call's result (default ``jax.block_until_ready``;
+        the identity for eager PyTorch on CPU).
+
+    Returns:
+      name -> ``median_s``, ``min_s`` and ``times`` (one per round, in round order).
+    """
+    syncs = syncs or {}
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            syncs.get(name, jax.block_until_ready)(calls[name]())
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(max(1, repeats)):
+        for name in names if r % 2 == 0 else names[::-1]:
+            sync = syncs.get(name, jax.block_until_ready)
+            t = time.perf_counter()
+            sync(calls[name]())
+            times[name].append(time.perf_counter() - t)
+    return {
+        name: {"median_s": statistics.median(ts), "min_s": min(ts), "times": ts}
+        for name, ts in times.items()
+    }
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """The median over rounds of ``a_r / b_r``: the time ratio of two interleaved callables
+    (:func:`time_interleaved`), each round's pair measured under the same conditions."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need two equally long, non-empty series; got {len(a)} and {len(b)}")
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def compile_jit(fn: Callable, *args: Any) -> tuple[Callable[[], Any], dict[str, float]]:
+    """Lowers and compiles ``jax.jit(fn)`` for ``args``.
 
     ``fn`` must not donate its arguments (the same ``args`` are reused).
 
     Returns:
-      ``compile_s``, ``median_s``, ``min_s`` over ``repeats`` calls after ``warmup`` calls,
-      and ``temp_bytes`` (the compiled program's temporary memory, from
-      ``compiled.memory_analysis()``, or -1 where the backend does not report it).
+      ``call`` (runs the executable on ``args``) and ``compile_s``, ``temp_bytes`` (the
+      program's temporary memory, from ``compiled.memory_analysis()``, or -1 where the backend
+      does not report it) and ``flops`` (XLA's cost analysis).
     """
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    timing = time_calls(lambda: compiled(*args), repeats=repeats, warmup=warmup)
-    return {
-        "compile_s": compile_s,
-        **timing,
-        "temp_bytes": temp_bytes(compiled),
-        "flops": flops(compiled),
-    }
+    info = {"compile_s": compile_s, "temp_bytes": temp_bytes(compiled), "flops": flops(compiled)}
+    return (lambda: compiled(*args)), info
+
+
+def compile_and_time(
+    fn: Callable, *args: Any, repeats: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """:func:`compile_jit`, then times calls of the executable (:func:`time_calls`).
+
+    Returns:
+      ``compile_s``, ``median_s``, ``min_s`` over ``repeats`` calls after ``warmup`` calls,
+      ``temp_bytes`` and ``flops``.
+    """
+    call, info = compile_jit(fn, *args)
+    return {**info, **time_calls(call, repeats=repeats, warmup=warmup)}
 
 
 def flops(compiled: Any) -> float:

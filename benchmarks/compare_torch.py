@@ -29,7 +29,10 @@ Grad-CAM of conv4 and occlusion at equal window, stride and chunk); iterative ca
 and PGD-40 L∞, CW-L2, the boundary search, RelEx, the PGD-AT and TRADES train steps): the
 straightforward PyTorch eager loop (``benchmarks/_torch_iterative.py``) vs jaxinterp;
 APGD-CE and APGD-T (ε = 8/255, ``--apgd-steps``, 1 restart) against torchattacks, on the model's
-own predictions. The ratio is torch time / jaxinterp time (> 1: jaxinterp is faster).
+own predictions. Each case's calls are timed in alternation (one call of each a round,
+the order reversed every other round), and its ratio is the median over rounds of the
+torch call's time over jaxinterp's in the same round (> 1: jaxinterp is faster): a slow
+drift of a shared machine then cannot favour the side timed first.
 Targets, at batch 128 on the CNN with 32×32×3 inputs: the plain and every penalty step at
 least as fast as PyTorch eager, IG at least as fast as Captum, the iterative cases ≥ 1.5×
 PyTorch eager. Each row is printed as soon as it is timed.
@@ -149,8 +152,8 @@ def _names(text: str) -> list[str]:
     return [n for n in text.split(",") if n]
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None else f"{a / b:.2f}"
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _ms(v: float | None) -> str:
@@ -166,8 +169,8 @@ COLUMNS = {
     "jaxinterp ms": lambda r: (
         _ms(r.get("jax_s")) + (f" ({r['jax_impl']})" if "jax_impl" in r else "")
     ),
-    "torch / jax": lambda r: _ratio(r.get("torch_s"), r.get("jax_s")),
-    "torch.func / jax": lambda r: _ratio(r.get("torch_func_s"), r.get("jax_s")),
+    "torch / jax": lambda r: _ratio(r.get("torch_over_jax")),
+    "torch.func / jax": lambda r: _ratio(r.get("torch_func_over_jax")),
     "values": lambda r: r["check"]["status"],
     "target": lambda r: r.get("target_text", "-"),
     # The plain step's share of the peak is part of its row, so a stopped run still has it.

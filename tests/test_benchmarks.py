@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import attribution, compare_torch, regularizers, scaling, train_step
+from benchmarks import _timing, attribution, compare_torch, regularizers, scaling, train_step
 
 
 def test_train_step_benchmark_quick(tmp_path, capsys):
@@ -169,8 +169,9 @@ def test_compare_torch_quick(tmp_path, capsys):
         *iterative,
     ]
     assert all(r["check"]["status"].startswith("ok") for r in rows)
-    assert all(r["jax_s"] > 0 and r["torch_s"] > 0 for r in rows)
+    assert all(r["jax_s"] > 0 and r["torch_s"] > 0 and r["torch_over_jax"] > 0 for r in rows)
     assert rows[1]["torch_func_s"] > 0 and rows[1]["jax_impl"] == "fast"
+    assert all(r["ratio"] == r["torch_over_jax"] for r in rows)
     assert all("target_met" in r for r in rows)
     assert all(r["kind"] == "iterative" for r in rows[3:])
     text = capsys.readouterr().out
@@ -291,6 +292,39 @@ def test_compare_torch_disagreement_raises():
         _torch_checks.check_logits(s, tmodel, x)
     with pytest.raises(_torch_checks.ValueMismatch, match="input_gradient_norm"):
         _torch_checks.check_penalty("input_gradient_norm", s, tmodel, x, y, None, ("fast",))
+
+
+def test_interleaved_timing_pairs_rounds_under_drift(monkeypatch):
+    """On a machine whose speed drifts between rounds, the paired ratio is the true one (A
+    takes twice B's time in every round), while the ratio of medians of two separate blocks
+    is not; calls alternate A B, B A, ...; warm-up calls are not timed."""
+    clock = {"t": 0.0, "round_speed": 1.0}
+    order = []
+
+    def call(name, cost):
+        def fn():
+            order.append(name)
+            clock["t"] += cost * clock["round_speed"]
+            if len(order) % 2 == 0:
+                clock["round_speed"] *= 1.5  # the machine slows down after every two calls
+            return name
+
+        return fn
+
+    monkeypatch.setattr(_timing.time, "perf_counter", lambda: clock["t"])
+    calls = {"a": call("a", 2.0), "b": call("b", 1.0)}
+    t = _timing.time_interleaved(calls, repeats=4, warmup=1, syncs={"a": lambda r: r})
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert all(len(v["times"]) == 4 for v in t.values())
+    assert _timing.paired_ratio(t["a"]["times"], t["b"]["times"]) == pytest.approx(2.0)
+    # Blocks (all of a, then all of b) under the same drift: the ratio is far from 2.
+    clock.update(t=0.0, round_speed=1.0)
+    order.clear()
+    a = _timing.time_interleaved({"a": calls["a"]}, repeats=4, warmup=0)["a"]["median_s"]
+    b = _timing.time_interleaved({"b": calls["b"]}, repeats=4, warmup=0)["b"]["median_s"]
+    assert a / b < 1.0
+    with pytest.raises(ValueError, match="equally long"):
+        _timing.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_scaling_benchmark_quick(tmp_path, capsys):
