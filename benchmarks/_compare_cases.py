@@ -19,7 +19,7 @@ from benchmarks import _torch_iterative as ti
 from benchmarks import _torch_models as tm
 from benchmarks import _torch_penalties as tp
 from benchmarks._setup import BETA, Setup
-from benchmarks._timing import compile_jit, matmul_peak, paired_ratio, time_interleaved
+from benchmarks._timing import Compiled, compile_jit, matmul_peak, paired_ratio, time_interleaved
 from benchmarks.regularizers import default_impl, penalty_factories
 from jaxinterp import regularizers, training
 
@@ -43,12 +43,12 @@ def _torch_sync(args: argparse.Namespace):
 def _measure(
     args: argparse.Namespace,
     torch_calls: dict[str, Callable[[], Any]],
-    jax_calls: dict[str, tuple[Callable[[], Any], dict[str, float]]],
+    jax_calls: dict[str, Compiled],
     attribution: bool = False,
 ) -> dict[str, Any]:
     """Times PyTorch's and jaxinterp's calls in alternation (:func:`time_interleaved`).
 
-    ``jax_calls``: name -> :func:`compile_jit`'s ``(call, info)``; the first is ``jax``.
+    ``jax_calls``: name -> :func:`compile_jit`'s program; one of them is ``jax``.
     Returns ``<name>_s`` (median seconds) for every call, ``<name>_compile_s`` and
     ``<name>_temp_bytes`` for jaxinterp's, and ``<name>_over_jax`` for PyTorch's: the median
     over rounds of the PyTorch call's time over the ``jax`` call's in the same round.
@@ -56,14 +56,14 @@ def _measure(
     repeats, warmup = _counts(args, attribution)
     sync = _torch_sync(args)
     t = time_interleaved(
-        {**torch_calls, **{k: call for k, (call, _) in jax_calls.items()}},
+        {**torch_calls, **{k: c.call for k, c in jax_calls.items()}},
         repeats=repeats,
         warmup=warmup,
         syncs={k: sync for k in torch_calls},
     )
     out: dict[str, Any] = {f"{k}_s": v["median_s"] for k, v in t.items()}
-    for k, (_, info) in jax_calls.items():
-        out.update({f"{k}_compile_s": info["compile_s"], f"{k}_temp_bytes": info["temp_bytes"]})
+    for k, c in jax_calls.items():
+        out.update({f"{k}_compile_s": c.compile_s, f"{k}_temp_bytes": c.temp_bytes})
     for k in torch_calls:
         out[f"{k}_over_jax"] = paired_ratio(t[k]["times"], t["jax"]["times"])
     return out
@@ -82,7 +82,7 @@ def _fresh(tmodel: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimi
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def _jax_step(s: Setup, penalty) -> tuple[Callable[[], Any], dict[str, float]]:
+def _jax_step(s: Setup, penalty) -> Compiled:
     step = training.make_train_step(s.model.apply_fn, s.tx, penalty=penalty)
     return compile_jit(step, s.state, s.batch)
 
@@ -99,7 +99,7 @@ def _plain_row(s: Setup, tmodel, xt, yt, args) -> dict[str, Any]:
 
     ours = _jax_step(s, None)
     out = _measure(args, {"torch": step}, {"jax": ours})
-    flops = ours[1]["flops"]
+    flops = ours.flops
     peak = matmul_peak(repeats=args.repeats)
     return {
         "case": "plain step",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -17,6 +18,7 @@ import jax
 from jaxinterp._cpu import host_memory_reused
 
 __all__ = [
+    "Compiled",
     "RowPrinter",
     "compile_and_time",
     "compile_jit",
@@ -102,21 +104,39 @@ def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
-def compile_jit(fn: Callable, *args: Any) -> tuple[Callable[[], Any], dict[str, float]]:
-    """Lowers and compiles ``jax.jit(fn)`` for ``args``.
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """A jitted function compiled for fixed arguments (:func:`compile_jit`).
 
-    ``fn`` must not donate its arguments (the same ``args`` are reused).
-
-    Returns:
-      ``call`` (runs the executable on ``args``) and ``compile_s``, ``temp_bytes`` (the
-      program's temporary memory, from ``compiled.memory_analysis()``, or -1 where the backend
-      does not report it) and ``flops`` (XLA's cost analysis).
+    Attributes:
+      executable: The compiled program (``as_text()`` gives its optimised HLO).
+      call: Runs the program on the arguments it was compiled for.
+      compile_s: Seconds to lower and compile.
+      temp_bytes: The program's temporary memory (``memory_analysis()``; -1 where the
+        backend does not report it).
+      flops: XLA's count of floating-point operations (-1 where not reported).
     """
+
+    executable: Any
+    call: Callable[[], Any]
+    compile_s: float
+    temp_bytes: int
+    flops: float
+
+
+def compile_jit(fn: Callable, *args: Any) -> Compiled:
+    """Lowers and compiles ``jax.jit(fn)`` for ``args`` (which ``fn`` must not donate: every
+    call reuses them)."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    info = {"compile_s": compile_s, "temp_bytes": temp_bytes(compiled), "flops": flops(compiled)}
-    return (lambda: compiled(*args)), info
+    return Compiled(
+        executable=compiled,
+        call=lambda: compiled(*args),
+        compile_s=compile_s,
+        temp_bytes=temp_bytes(compiled),
+        flops=flops(compiled),
+    )
 
 
 def compile_and_time(
@@ -128,8 +148,13 @@ def compile_and_time(
       ``compile_s``, ``median_s``, ``min_s`` over ``repeats`` calls after ``warmup`` calls,
       ``temp_bytes`` and ``flops``.
     """
-    call, info = compile_jit(fn, *args)
-    return {**info, **time_calls(call, repeats=repeats, warmup=warmup)}
+    c = compile_jit(fn, *args)
+    return {
+        "compile_s": c.compile_s,
+        **time_calls(c.call, repeats=repeats, warmup=warmup),
+        "temp_bytes": c.temp_bytes,
+        "flops": c.flops,
+    }
 
 
 def flops(compiled: Any) -> float:

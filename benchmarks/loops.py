@@ -12,8 +12,9 @@ CNN, three timings of the same code on the same inputs, in one process:
 * ``old conv``: the loop form with ``lax.conv_general_dilated`` as the CNN's convolution
   (what the library did before ``loop_safe_conv``), for the methods named by ``--old``.
 
-``loop / unrolled`` is the overhead of the loop; ``old conv / loop`` is the speed-up of the
-loop-safe convolution. The ``slow convs`` column counts the non-canonical convolutions left
+The forms are timed in alternation (:func:`benchmarks._timing.time_interleaved`), and
+``loop / unrolled`` (the overhead of the loop) and ``old conv / loop`` (the speed-up of the
+loop-safe convolution) are medians over rounds of the two forms' times in the same round. The ``slow convs`` column counts the non-canonical convolutions left
 inside ``while`` bodies (:func:`jaxinterp.models.loop_convolutions`).
 """
 
@@ -30,7 +31,7 @@ import optax
 from jax import lax
 
 from benchmarks._setup import BETA, NUM_CLASSES, add_common_args, parse_shape, random_batch, resolve
-from benchmarks._timing import RowPrinter, compile_and_time
+from benchmarks._timing import Compiled, RowPrinter, compile_jit, paired_ratio, time_interleaved
 from jaxinterp import attacks, attribution, metrics, models, regularizers, training
 
 __all__ = ["cases", "main", "unrolled_loops"]
@@ -161,40 +162,42 @@ def main(argv: list[str] | None = None) -> list[dict]:
     key = jax.random.PRNGKey(1)
     args_ = (params, x, y, key)
 
-    def measure(fn):
-        r = compile_and_time(fn, *args_, repeats=repeats, warmup=warmup)
-        text = jax.jit(fn).lower(*args_).compile().as_text()
-        return r, len(models.loop_convolutions(text))
+    def compile_case(fn) -> Compiled:
+        return compile_jit(fn, *args_)
 
     printer = RowPrinter(
         {
             "method": lambda r: r["method"],
             "loop ms": lambda r: f"{r['loop_s'] * 1e3:.1f}",
             "unrolled ms": lambda r: f"{r['unrolled_s'] * 1e3:.1f}",
-            "loop/unrolled": lambda r: f"{r['loop_s'] / r['unrolled_s']:.2f}",
+            "loop/unrolled": lambda r: f"{r['loop_over_unrolled']:.2f}",
             "slow convs": lambda r: str(r["slow_convs"]),
             "old conv ms": lambda r: f"{r['old_s'] * 1e3:.1f}" if "old_s" in r else "-",
-            "old/loop": lambda r: f"{r['old_s'] / r['loop_s']:.2f}" if "old_s" in r else "-",
+            "old/loop": lambda r: f"{r['old_over_loop']:.2f}" if "old_s" in r else "-",
         }
     )
     rows = []
     for name in names:
-        loop, slow = measure(table[name](safe.apply_fn))
+        programs = {"loop": compile_case(table[name](safe.apply_fn))}
         with unrolled_loops():
-            unrolled, _ = measure(table[name](safe.apply_fn))
+            programs["unrolled"] = compile_case(table[name](safe.apply_fn))
+        if name in old:
+            programs["old"] = compile_case(table[name](plain.apply_fn))
+        t = time_interleaved(
+            {k: c.call for k, c in programs.items()}, repeats=repeats, warmup=warmup
+        )
         row = {
             "method": name,
-            "loop_s": loop["median_s"],
-            "unrolled_s": unrolled["median_s"],
-            "loop_compile_s": loop["compile_s"],
-            "unrolled_compile_s": unrolled["compile_s"],
-            "slow_convs": slow,
+            **{f"{k}_s": v["median_s"] for k, v in t.items()},
+            **{f"{k}_compile_s": c.compile_s for k, c in programs.items()},
+            "loop_over_unrolled": paired_ratio(t["loop"]["times"], t["unrolled"]["times"]),
+            "slow_convs": len(models.loop_convolutions(programs["loop"].executable.as_text())),
             "batch_size": int(x.shape[0]),
             "input_shape": list(x.shape[1:]),
             "steps": steps,
         }
-        if name in old:
-            row["old_s"] = measure(table[name](plain.apply_fn))[0]["median_s"]
+        if "old" in t:
+            row["old_over_loop"] = paired_ratio(t["old"]["times"], t["loop"]["times"])
         printer.row(row)
         rows.append(row)
     printer.finish(

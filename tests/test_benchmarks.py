@@ -362,6 +362,7 @@ def test_loops_benchmark_quick(tmp_path, capsys):
     assert [r["method"] for r in rows] == ["pgd2", "topk_attack"]
     assert all(r["loop_s"] > 0 and r["unrolled_s"] > 0 and r["slow_convs"] == 0 for r in rows)
     assert rows[0]["old_s"] > 0 and "old_s" not in rows[1]
+    assert all(r["loop_over_unrolled"] > 0 for r in rows) and rows[0]["old_over_loop"] > 0
     assert "| pgd2 |" in capsys.readouterr().out
     assert json.loads(out.read_text())["machine"]["cores"] >= 1
 
