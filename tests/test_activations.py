@@ -55,7 +55,7 @@ def test_forward_mode_equals_reverse_mode():
 
 
 def test_softplus_float32_within_a_few_ulps_of_float64_on_a_dense_grid():
-    # The float32 primal evaluates log1p(e^{-|z|}) as a series (models.activations):
+    # The float32 primal evaluates log1p(e^{-|z|}) as a polynomial (models.activations):
     # checked against float64 everywhere its value is a normal float32.
     z = np.concatenate(
         [np.linspace(-85.0, 85.0, 400_001), np.random.default_rng(0).normal(0, 4, 100_000)]
@@ -63,7 +63,7 @@ def test_softplus_float32_within_a_few_ulps_of_float64_on_a_dense_grid():
     got = np.asarray(jax.jit(lambda v: softplus_beta(v, 1.0))(jnp.asarray(z)), np.float64)
     want = np.logaddexp(z.astype(np.float64), 0.0)
     ulps = np.abs(got - want) / np.spacing(want.astype(np.float32)).astype(np.float64)
-    assert float(ulps.max()) <= 4.0
+    assert float(ulps.max()) <= 3.0
 
 
 def test_softplus_derivative_float32_within_a_few_ulps_of_float64_on_a_dense_grid():

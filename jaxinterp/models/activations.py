@@ -46,23 +46,40 @@ def check_beta(beta: float) -> float:
     return checks.positive("beta", beta)
 
 
+# log1p(e) / e on [0, 1] as a degree-10 polynomial in e (power basis, float32 coefficients):
+# the Chebyshev least-squares fit of that function on 400,001 points of [0, 1], converted to
+# the power basis; 2e-9 relative error in float64, under 2 ulps of log1p(e) in float32.
+_LOG1P_COEFFS = (
+    1.0,
+    -0.4999997019767761,
+    0.33332329988479614,
+    -0.24985161423683167,
+    0.19880282878875732,
+    -0.16075105965137482,
+    0.12363581359386444,
+    -0.08183591812849045,
+    0.04108120873570442,
+    -0.01326858438551426,
+    0.002010910538956523,
+)
+
+
 def _log1p_unit(e: jax.Array) -> jax.Array:
-    """``log1p(e)`` for ``e`` in ``[0, 1]``, as ``2 atanh(s)``, ``s = e / (2 + e)`` in
-    ``[0, 1/3]``: the odd series ``2 (s + s^3/3 + ... + s^15/15)``, whose first omitted term
-    is below 2e-8 of the result, so it is exact to float32 round-off (a few ulps; tested on a
-    dense grid against float64). One division and eight multiply-adds: XLA:CPU fuses
-    ``log1p(exp(.))`` into a loop about twice as slow as this one with ``exp``. Float64 and
-    wider keep ``jnp.log1p``. Formula: the series of ``atanh`` (Abramowitz & Stegun 4.6.22
-    with ``log1p(e) = 2 atanh(e / (2 + e))``).
+    """``log1p(e)`` for ``e`` in ``[0, 1]``, as ``e · p(e)`` with ``p`` a degree-10
+    polynomial fitted to ``log1p(e) / e`` (:data:`_LOG1P_COEFFS`): ten multiply-adds and no
+    division, within 2 ulps of float64 in float32 (tested on a dense grid; the former
+    ``2 atanh(e / (2 + e))`` series reached 3.1). On a 2-core Zen 3 the β-softplus alone over
+    6M floats took 4.2 ms with it against 8.4 ms with the series, whose division dominated;
+    inside the models' fused programs (train step, PGD, input gradients) the two measured
+    the same within the noise, as XLA there keeps ``exp`` in a fusion of its own and the rest
+    is memory traffic. Float64 and wider keep ``jnp.log1p``.
     """
     if jnp.finfo(e.dtype).bits > 32:
         return jnp.log1p(e)
-    s = e / (2 + e)
-    s2 = s * s
-    poly = s2 * (1.0 / 15) + 1.0 / 13
-    for k in (11, 9, 7, 5, 3, 1):
-        poly = poly * s2 + 1.0 / k
-    return 2 * s * poly
+    poly = jnp.full_like(e, _LOG1P_COEFFS[-1])
+    for c in _LOG1P_COEFFS[-2::-1]:
+        poly = poly * e + c
+    return e * poly
 
 
 @jax.custom_jvp
