@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -318,3 +319,37 @@ def test_max_pool_equals_reduce_window_and_picks_one_input_at_ties():
     assert float(g.sum()) == 8.0
     t = jax.jvp(_max_pool, (jnp.zeros((1, 4, 4, 1)),), (jnp.arange(16.0).reshape(1, 4, 4, 1),))
     np.testing.assert_array_equal(t[1][0, :, :, 0], [[0.0, 2.0], [8.0, 10.0]])
+
+
+@pytest.mark.parametrize("activation", ["softplus", "relu"])
+def test_cnn_pools_before_its_activation_only_when_untapped(activation):
+    """Untapped, LeNet's pooled layers compute act(maxpool(z)), the activation on a quarter of
+    the values; with taps (layer_fn, features_fn) maxpool(act(z)), the order its docstring
+    draws. For these non-decreasing activations the two are one function: logits, input
+    gradients and Hessian-vector products agree in float64."""
+    with jax.enable_x64(True):
+        m = get_model(
+            "cnn", num_classes=3, activation=activation, beta=3.0, channels=(4, 4, 6, 6), hidden=8
+        )
+        x = jnp.asarray(np.random.default_rng(5).uniform(size=(2, 8, 8, 1)))
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), m.init(jax.random.PRNGKey(0), x))
+        v = jnp.asarray(np.random.default_rng(6).normal(size=x.shape))
+        pooled_first = functools.partial(m.apply_fn, params)
+        act_first = lambda z: m.layer_fn(params, z, {})[0]  # noqa: E731
+
+        def derivatives(f):
+            score = lambda z: jnp.sum(f(z)[:, 0] - 0.5 * f(z)[:, 2])  # noqa: E731
+            return f(x), jax.grad(score)(x), jax.jvp(jax.grad(score), (x,), (v,))[1]
+
+        for a, b in zip(derivatives(pooled_first), derivatives(act_first), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+        if activation == "softplus":  # exp on a quarter of conv2's and conv4's values
+
+            def exp_shapes(f):
+                text = str(jax.make_jaxpr(f)(x))
+                return sorted(re.findall(r"f64\[([\d,]+)\] = exp ", text))
+
+            convs = ["2,8,8,4", "2,8,8,4", "2,4,4,6", "2,4,4,6"]  # conv1-conv4
+            assert exp_shapes(act_first) == sorted([*convs, "2,8"])
+            pooled = ["2,8,8,4", "2,4,4,4", "2,4,4,6", "2,2,2,6"]  # conv2, conv4 pooled first
+            assert exp_shapes(pooled_first) == sorted([*pooled, "2,8"])

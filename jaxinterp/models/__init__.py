@@ -32,7 +32,7 @@ from jaxinterp.models.model import (
 from jaxinterp.models.resnet import BasicBlock, ResNet18
 
 from ._surrogate import softplus_surrogate
-from ._tap import tap
+from ._tap import tap, tapped
 
 __all__ = [
     "ACTIVATIONS",
@@ -61,4 +61,5 @@ __all__ = [
     "softplus_beta",
     "softplus_surrogate",
     "tap",
+    "tapped",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-__all__ = ["tap"]
+__all__ = ["tap", "tapped"]
 
 
 def tap(module: nn.Module, name: str, h: jax.Array) -> jax.Array:
@@ -35,3 +35,15 @@ def tap(module: nn.Module, name: str, h: jax.Array) -> jax.Array:
     h = module.perturb(name, h)
     module.sow("intermediates", name, h)
     return h
+
+
+def tapped(module: nn.Module, name: str) -> bool:
+    """Whether :func:`tap` ``(module, name, h)`` would do anything in this call: record ``h``
+    (the ``"intermediates"`` collection is mutable, e.g. during ``init`` or for
+    ``features_fn``) or offset it (a ``"perturbations"`` entry is passed or being created).
+    When it would not, a module may compute the layer in any exactly equivalent order."""
+    return (
+        module.is_mutable_collection("intermediates")
+        or module.is_mutable_collection("perturbations")
+        or module.has_variable("perturbations", name)
+    )

