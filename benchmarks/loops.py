@@ -14,8 +14,9 @@ CNN, three timings of the same code on the same inputs, in one process:
 
 The forms are timed in alternation (:func:`benchmarks._timing.time_interleaved`), and
 ``loop / unrolled`` (the overhead of the loop) and ``old conv / loop`` (the speed-up of the
-loop-safe convolution) are medians over rounds of the two forms' times in the same round. The ``slow convs`` column counts the non-canonical convolutions left
-inside ``while`` bodies (:func:`jaxinterp.models.loop_convolutions`).
+loop-safe convolution) are medians over rounds of the ratio of the two forms' times in the
+same round. The ``slow convs`` column counts the non-canonical convolutions left inside
+``while`` bodies (:func:`jaxinterp.models.loop_convolutions`).
 """
 
 from __future__ import annotations
