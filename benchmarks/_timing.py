@@ -45,14 +45,8 @@ def time_calls(
     ``fn`` may carry state between calls (e.g. a donated train state it replaces); ``sync``
     waits for the result (``jax.block_until_ready``; the identity for eager PyTorch on CPU).
     """
-    for _ in range(warmup):
-        sync(fn())
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        sync(fn())
-        times.append(time.perf_counter() - t)
-    return {"median_s": statistics.median(times), "min_s": min(times)}
+    t = time_interleaved({"fn": fn}, repeats=repeats, warmup=warmup, syncs={"fn": sync})["fn"]
+    return {"median_s": t["median_s"], "min_s": t["min_s"]}
 
 
 def time_interleaved(

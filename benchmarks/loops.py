@@ -32,7 +32,7 @@ import optax
 from jax import lax
 
 from benchmarks._setup import BETA, NUM_CLASSES, add_common_args, parse_shape, random_batch, resolve
-from benchmarks._timing import Compiled, RowPrinter, compile_jit, paired_ratio, time_interleaved
+from benchmarks._timing import RowPrinter, compile_jit, paired_ratio, time_interleaved
 from jaxinterp import attacks, attribution, metrics, models, regularizers, training
 
 __all__ = ["cases", "main", "unrolled_loops"]
@@ -163,9 +163,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     key = jax.random.PRNGKey(1)
     args_ = (params, x, y, key)
 
-    def compile_case(fn) -> Compiled:
-        return compile_jit(fn, *args_)
-
     printer = RowPrinter(
         {
             "method": lambda r: r["method"],
@@ -179,11 +176,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     rows = []
     for name in names:
-        programs = {"loop": compile_case(table[name](safe.apply_fn))}
+        programs = {"loop": compile_jit(table[name](safe.apply_fn), *args_)}
         with unrolled_loops():
-            programs["unrolled"] = compile_case(table[name](safe.apply_fn))
+            programs["unrolled"] = compile_jit(table[name](safe.apply_fn), *args_)
         if name in old:
-            programs["old"] = compile_case(table[name](plain.apply_fn))
+            programs["old"] = compile_jit(table[name](plain.apply_fn), *args_)
         t = time_interleaved(
             {k: c.call for k, c in programs.items()}, repeats=repeats, warmup=warmup
         )
