@@ -244,11 +244,18 @@ def test_with_restarts_keeps_the_first_successful_restart():
     np.testing.assert_array_equal(once, runs[0])
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 6, 7, 12, 13, 24, 48])
-def test_on_remaining_runs_the_smallest_sub_batch_that_holds_the_examples_to_do(n):
+@pytest.mark.parametrize(
+    ("n", "fractions", "sizes"),
+    [(n, (1, 2, 4, 8), (48, 24, 12, 6)) for n in (0, 1, 5, 6, 7, 12, 13, 24, 48)]
+    + [(n, (1,), (48,)) for n in (0, 1, 48)]
+    + [(n, (5, 1), (48, 10)) for n in (3, 10, 11)],
+)
+def test_on_remaining_runs_the_smallest_sub_batch_that_holds_the_examples_to_do(
+    n, fractions, sizes
+):
     from jaxinterp.attacks._remaining import on_remaining, sub_batch_sizes
 
-    assert sub_batch_sizes(B) == (48, 24, 12, 6)
+    assert sub_batch_sizes(B, fractions) == sizes
     todo = np.zeros(B, bool)
     todo[np.random.default_rng(n).choice(B, n, replace=False)] = True
     a = jnp.arange(B, dtype=jnp.float32)
@@ -257,17 +264,48 @@ def test_on_remaining_runs_the_smallest_sub_batch_that_holds_the_examples_to_do(
         return 2.0 * v, jnp.full(v.shape, v.shape[0], jnp.int32)
 
     done = (-a, jnp.full(B, -1, jnp.int32))
-    doubled, size = jax.jit(lambda t: on_remaining(fn, t, (a,), done))(jnp.asarray(todo))
+    run = jax.jit(lambda t: on_remaining(fn, t, (a,), done, fractions))
+    doubled, size = run(jnp.asarray(todo))
     np.testing.assert_array_equal(doubled, np.where(todo, 2 * np.arange(B), -np.arange(B)))
-    want = min((m for m in sub_batch_sizes(B) if m >= n), default=-1) if n else -1
+    want = min((m for m in sizes if m >= n), default=-1) if n else -1
     np.testing.assert_array_equal(size, np.where(todo, want, -1))
 
 
-def test_apgd_t_on_the_robust_examples_alone_finds_what_the_whole_batch_finds(monkeypatch):
-    """Runs after the first skip the examples already fooled (and those misclassified at
-    ``x``): the same ``x_adv`` as running every run on the whole batch, in float64."""
-    from jaxinterp.attacks import _remaining
+@pytest.mark.parametrize("bad", [(), (2, 4), (1, 1), (1, 0), (1, 2.0), "1"])
+def test_sub_batch_fractions_are_checked(bad):
+    with pytest.raises((ValueError, TypeError), match="sub_batch_fractions"):
+        attacks.apgd(epsilon=0.1, sub_batch_fractions=bad)
+    with pytest.raises((ValueError, TypeError), match="sub_batch_fractions"):
+        attacks.boundary_search(sub_batch_fractions=bad)
 
+
+def test_one_sub_batch_fraction_compiles_one_copy_of_the_later_runs():
+    """``(1,)`` leaves one copy of an APGD-T run in the program (plus the skip), the default
+    one per sub-batch size: the program's dot products (the linear model's forward and
+    backward passes) shrink accordingly."""
+    params, x, y = _linear(seed=1)
+
+    def dots(fractions):
+        attack = attacks.apgd(
+            epsilon=0.1,
+            num_steps=5,
+            loss="dlr_targeted",
+            num_target_classes=3,
+            sub_batch_fractions=fractions,
+        )
+        lowered = jax.jit(attack, static_argnums=0).lower(linear_apply, params, x, y)
+        return lowered.as_text().count("stablehlo.dot_general")
+
+    one, default = dots((1,)), dots(attacks.SUB_BATCH_FRACTIONS)
+    assert one > 0
+    # B = 48: sizes 48, 24, 12, 6 -> four copies of the run instead of one.
+    assert default - one == 3 * (dots((1, 2)) - one), (one, default)
+
+
+def test_apgd_t_on_the_robust_examples_alone_finds_what_the_whole_batch_finds():
+    """Runs after the first skip the examples already fooled (and those misclassified at
+    ``x``): the same ``x_adv`` as running every run on the whole batch
+    (``sub_batch_fractions=(1,)``), in float64."""
     params, x, y = _linear(seed=1)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
@@ -275,16 +313,19 @@ def test_apgd_t_on_the_robust_examples_alone_finds_what_the_whole_batch_finds(mo
         y = y.at[:3].set((y[:3] + 1) % K)  # misclassified at x: returned as x
         eps = 0.07  # about half the examples fall to the first target (checked below)
 
-        def run(num_targets):
+        def run(num_targets, fractions=attacks.SUB_BATCH_FRACTIONS):
             attack = attacks.apgd(
-                epsilon=eps, num_steps=20, loss="dlr_targeted", num_target_classes=num_targets
+                epsilon=eps,
+                num_steps=20,
+                loss="dlr_targeted",
+                num_target_classes=num_targets,
+                sub_batch_fractions=fractions,
             )
             return jax.jit(attack, static_argnums=0)(linear_apply, params, x, y, key=_key(2))
 
         first = _broken(params, run(1), y)[3:]
         assert 0.25 < first.mean() < 0.75, first.mean()  # the sub-batches are exercised
         compact = run(K - 1)
-        monkeypatch.setattr(_remaining, "SUB_BATCH_FRACTIONS", (1,))
-        whole = run(K - 1)
+        whole = run(K - 1, (1,))
     np.testing.assert_allclose(compact, whole, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(compact[:3], x[:3])

@@ -272,17 +272,24 @@ def test_bad_calls_raise(setup):
         bsg(score_fn, x, key=_key(0), num_samples=0)
 
 
-@pytest.mark.parametrize("random_start", [False, True])
-def test_the_ladder_on_the_unbroken_examples_alone_equals_every_radius_on_all(setup, random_start):
+@pytest.mark.parametrize(
+    ("random_start", "fractions"), [(False, (1, 2, 4, 8)), (True, (1, 2, 4, 8)), (True, (1,))]
+)
+def test_the_ladder_on_the_unbroken_examples_alone_equals_every_radius_on_all(
+    setup, random_start, fractions
+):
     """Each radius attacks only the examples no smaller one broke, all radii in one scan:
-    the same PGD candidates as one ``attacks.pgd`` per radius on the whole batch (float64)."""
+    the same PGD candidates as one ``attacks.pgd`` per radius on the whole batch (float64),
+    in sub-batches or (``sub_batch_fractions=(1,)``) on the whole batch."""
     eps = (0.3, 0.6, 1.0, 1.5)
     with jax.enable_x64(True):
         params = jax.tree.map(lambda p: p.astype(jnp.float64), setup.params)
         x, y = setup.x.astype(jnp.float64), setup.y
         key = _key(4) if random_start else None
         # No CW (one step, never merged in), so pgd_point is the ladder's result alone.
-        search = boundary_search(epsilons=eps, pgd_steps=8, cw_steps=1, refine_steps=0)
+        search = boundary_search(
+            epsilons=eps, pgd_steps=8, cw_steps=1, refine_steps=0, sub_batch_fractions=fractions
+        )
         res = _jit(search, static_argnums=0)(setup.apply_fn, params, x, y, key=key)
         keys = jax.random.split(key, len(eps)) if random_start else [None] * len(eps)
         point, found = x, np.zeros(x.shape[0], bool)

@@ -236,8 +236,10 @@ def test_canvas_measurement_runs_and_its_bsm_uses_the_study_boundary_search():
 
     lab.explain = recorded  # type: ignore[method-assign]
     rows = ca._localisation(lab, m, np.mean(np.asarray(test.images[:8]), axis=0))
-    assert ("bsm", {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1}) in calls
-    assert ca._boundary_search(lab) == {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1}
+    # The study's search, compiled for the whole batch alone (a program run a few times).
+    search = {"epsilons": (2.0, 6.0), "cw_binary_search_steps": 1, "sub_batch_fractions": (1,)}
+    assert ("bsm", search) in calls
+    assert ca._boundary_search(lab) == search
     for name in ("gradient", "BSM", "BIG", "IG (black)", "IG (mean canvas)", "random map"):
         assert 0.0 <= rows[name][ca._DG] <= 1.0, name
 

@@ -57,6 +57,7 @@ from ._boundary import (
 )
 from ._carlini_wagner import CWAttack, CWResult, carlini_wagner_l2
 from ._pgd import NORMS, fgsm, pgd
+from ._remaining import SUB_BATCH_FRACTIONS
 from ._restarts import with_restarts
 
 ATTACKS = Registry("attack")
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_EPSILONS",
     "LOSSES",
     "NORMS",
+    "SUB_BATCH_FRACTIONS",
     "Attack",
     "AttributionAttackResult",
     "BoundaryResult",

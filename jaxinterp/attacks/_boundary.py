@@ -22,7 +22,7 @@ from jaxinterp.core.ops import per_example as _per_example
 
 from ._carlini_wagner import carlini_wagner_l2
 from ._pgd import ascend, pgd, random_start_point
-from ._remaining import on_remaining
+from ._remaining import SUB_BATCH_FRACTIONS, check_fractions, on_remaining
 
 __all__ = ["DEFAULT_EPSILONS", "BoundaryResult", "BoundarySearch", "boundary_search"]
 
@@ -104,14 +104,16 @@ def _ladder(
     bounds: tuple[float, float],
     key: jax.Array | None,
     wrong: Callable[[jax.Array, jax.Array], jax.Array],
+    fractions: tuple[int, ...],
 ) -> tuple[jax.Array, jax.Array]:
     """The L2 PGD ladder: per example, the result at the smallest radius that misclassifies.
 
     One ``lax.scan`` over the radii (ε and the step are traced, so one PGD loop serves them
     all); each radius attacks only the examples no smaller one has broken
-    (:func:`on_remaining`: the same result as attacking all of them, since a later radius
-    never replaces a found point). Radius ``m`` starts from ``x + δ_m``, ``δ_m`` uniform in
-    its ball from ``split(key, M)[m]`` and drawn for the whole batch, or from ``x``.
+    (:func:`on_remaining` over the sub-batch ``fractions``: the same result as attacking all
+    of them, since a later radius never replaces a found point). Radius ``m`` starts from
+    ``x + δ_m``, ``δ_m`` uniform in its ball from ``split(key, M)[m]`` and drawn for the
+    whole batch, or from ``x``.
     """
     b, ndim = x.shape[0], x.ndim
 
@@ -127,7 +129,11 @@ def _ladder(
         k, e, a = rung_in
         x0 = x if key is None else random_start_point(k, x, e, "l2", bounds)
         x_adv, broken = on_remaining(
-            lambda c, lab, s: attack(c, lab, s, e, a), ~found, (x, y, x0), (x, jnp.zeros(b, bool))
+            lambda c, lab, s: attack(c, lab, s, e, a),
+            ~found,
+            (x, y, x0),
+            (x, jnp.zeros(b, bool)),
+            fractions,
         )
         take = broken & ~found
         return (jnp.where(_per_example(take, ndim), x_adv, point), found | take), None
@@ -152,6 +158,7 @@ def boundary_search(
     cw_binary_search_steps: int = 9,
     refine_steps: int = 10,
     bounds: tuple[float, float] = (0.0, 1.0),
+    sub_batch_fractions: Sequence[int] = SUB_BATCH_FRACTIONS,
 ) -> BoundarySearch:
     """Builds the nearest-boundary search of boundary attributions (PGDs + CW pipeline).
 
@@ -198,6 +205,10 @@ def boundary_search(
       refine_steps: Bisection steps toward ``x`` for the merged point, ``>= 0``; ``0`` returns
         the closer raw candidate as the reference code does.
       bounds: Finite input box ``(lo, hi)``; ``x`` must lie in it.
+      sub_batch_fractions: The ladder's sub-batch sizes ``⌈B/d⌉`` for the examples no smaller
+        radius has broken, as :func:`apgd`'s. ``(1,)`` compiles the whole batch alone, for a
+        search run on a few batches: in the study's boundary-normals program (60 examples)
+        6.2 against 10.4-11.5 s to compile, and the same time to run (8.4 against 8.1-8.3 s).
 
     Returns:
       ``search(apply_fn, params, x, y, *, key=None) -> BoundaryResult``: ``x`` is ``[B, ...]``
@@ -229,6 +240,7 @@ def boundary_search(
         raise ValueError(f"epsilons must be non-empty and strictly increasing, got {epsilons!r}")
     pgd_steps = checks.integer("pgd_steps", pgd_steps)
     refine_steps = checks.integer("refine_steps", refine_steps, 0)
+    fractions = check_fractions(sub_batch_fractions)
     if pgd_step_size is not None:
         pgd_step_size = checks.positive("pgd_step_size", pgd_step_size)
     checks.one_of("pgd_loss", pgd_loss, ("ce", "margin"))
@@ -270,7 +282,7 @@ def boundary_search(
             return margin_loss(apply_fn(params, x_adv), labels) > 0
 
         pgd_point, pgd_found = _ladder(
-            apply_fn, params, x, y, loss_fn, eps, alphas, pgd_steps, bounds, key, wrong
+            apply_fn, params, x, y, loss_fn, eps, alphas, pgd_steps, bounds, key, wrong, fractions
         )
         cw_point, _ = cw(apply_fn, params, x, y)
 

@@ -17,22 +17,44 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 
+from jaxinterp.core import checks
 from jaxinterp.core.ops import per_example
 
-__all__ = ["SUB_BATCH_FRACTIONS", "on_remaining", "sub_batch_sizes"]
+__all__ = ["SUB_BATCH_FRACTIONS", "check_fractions", "on_remaining", "sub_batch_sizes"]
 
 T = TypeVar("T")
 
 SUB_BATCH_FRACTIONS = (1, 2, 4, 8)
-"""The sub-batch sizes :func:`on_remaining` compiles: ``ceil(B / d)`` for each ``d``."""
+"""The default sub-batch sizes :func:`on_remaining` compiles: ``ceil(B / d)`` for each ``d``.
+
+Each size is a copy of the computation in the compiled program, so compiling takes about as
+many times longer as there are sizes; ``(1,)`` compiles the whole batch alone (every run still
+skips when nothing is left), the better choice for a program run on a few batches."""
 
 
-def sub_batch_sizes(batch: int) -> tuple[int, ...]:
-    """The distinct sizes ``ceil(B / d)``, ``d`` in :data:`SUB_BATCH_FRACTIONS`, largest first."""
-    return tuple(sorted({math.ceil(batch / d) for d in SUB_BATCH_FRACTIONS}, reverse=True))
+def check_fractions(value: Any, name: str = "sub_batch_fractions") -> tuple[int, ...]:
+    """``value`` as a tuple of distinct integers ``d >= 1`` that contains ``1`` (the whole
+    batch, which must be among the sizes: every example may still be left to do)."""
+    out = checks.sequence(name, value, lambda n, v: checks.integer(n, v), distinct=True)
+    if 1 not in out:
+        raise ValueError(f"{name} must contain 1 (the whole batch), got {out}")
+    return out
 
 
-def on_remaining(fn: Callable[..., T], todo: jax.Array, args: tuple[Any, ...], done: T) -> T:
+def sub_batch_sizes(
+    batch: int, fractions: tuple[int, ...] = SUB_BATCH_FRACTIONS
+) -> tuple[int, ...]:
+    """The distinct sizes ``ceil(B / d)``, ``d`` in ``fractions``, largest first."""
+    return tuple(sorted({math.ceil(batch / d) for d in fractions}, reverse=True))
+
+
+def on_remaining(
+    fn: Callable[..., T],
+    todo: jax.Array,
+    args: tuple[Any, ...],
+    done: T,
+    fractions: tuple[int, ...] = SUB_BATCH_FRACTIONS,
+) -> T:
     """``fn(*args)`` on the examples where ``todo`` holds; ``done``'s rows elsewhere.
 
     ``fn`` must treat examples independently (row ``b`` of its outputs depends on row ``b``
@@ -46,12 +68,14 @@ def on_remaining(fn: Callable[..., T], todo: jax.Array, args: tuple[Any, ...], d
       todo: ``[B]`` bool, the examples to compute.
       args: arrays ``[B, ...]`` (or pytrees of them), one row per example.
       done: outputs shaped like ``fn``'s, the rows kept where ``todo`` is False.
+      fractions: The sizes ``ceil(B / d)`` compiled (:func:`check_fractions`; default
+        :data:`SUB_BATCH_FRACTIONS`).
 
     Returns:
       Per leaf, ``fn``'s row where ``todo`` holds, ``done``'s row elsewhere.
     """
     b = todo.shape[0]
-    sizes = sub_batch_sizes(b)
+    sizes = sub_batch_sizes(b, fractions)
     order = jnp.argsort(~todo, stable=True)  # the examples to do first, in order
     count = jnp.sum(todo)
 

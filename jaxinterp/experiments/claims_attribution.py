@@ -16,7 +16,7 @@ from jaxinterp import attacks, attribution, metrics
 from jaxinterp.attacks import DEFAULT_EPSILONS
 from jaxinterp.core.ops import normalized_map, unit_l2
 from jaxinterp.experiments.claims import Claim, Judged, Tables, _mean
-from jaxinterp.experiments.jitting import jit_few_runs
+from jaxinterp.experiments.jitting import FEW_RUNS_SUB_BATCH_FRACTIONS, jit_few_runs
 from jaxinterp.experiments.lab import Lab, Model, Table, append_rows, collect, mean_where
 from jaxinterp.experiments.verdict import compare, gate
 
@@ -42,7 +42,11 @@ def _normals_fn(
     """``jit(fn)(params, x, y, key)``: the boundary point ``x'`` and the cosine of the true
     boundary normal ``∇(f_y − f_y')`` at ``x`` with the one at ``x'`` and at ``x + r·u``
     (``u`` the unit direction to ``x'``, ``r = radius`` the same for every model)."""
-    search = attacks.boundary_search(epsilons=epsilons, cw_binary_search_steps=cw_rounds)
+    search = attacks.boundary_search(
+        epsilons=epsilons,
+        cw_binary_search_steps=cw_rounds,
+        sub_batch_fractions=FEW_RUNS_SUB_BATCH_FRACTIONS,
+    )
 
     def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         r = search(apply_fn, params, x, y, key=key)
@@ -153,11 +157,13 @@ def _canvas_gates(loc: Table, g: Mapping[str, float]) -> tuple[dict[str, Any], d
 def _boundary_search(lab: Lab) -> dict[str, Any]:
     """The study's boundary search (``boundary_search``'s keywords): the protocol's PGD ladder
     ``boundary_epsilons`` and CW rounds ``cw_binary_search_steps``, the same for claim 3's
-    boundary normals and the canvas's BSM."""
+    boundary normals and the canvas's BSM; the ladder compiled for the whole batch alone, as
+    these programs run on a few batches (:data:`FEW_RUNS_SUB_BATCH_FRACTIONS`)."""
     ladder = lab.protocol.get("boundary_epsilons", DEFAULT_EPSILONS)
     return {
         "epsilons": tuple(float(e) for e in ladder),
         "cw_binary_search_steps": int(lab.protocol.get("cw_binary_search_steps", 9)),
+        "sub_batch_fractions": FEW_RUNS_SUB_BATCH_FRACTIONS,
     }
 
 

@@ -22,7 +22,7 @@ from jaxinterp import attacks, data, metrics
 from jaxinterp.experiments import metric_suite
 from jaxinterp.experiments.evaluate import per_example
 from jaxinterp.experiments.explain import attribution_fn
-from jaxinterp.experiments.jitting import jit_few_runs
+from jaxinterp.experiments.jitting import FEW_RUNS_SUB_BATCH_FRACTIONS, jit_few_runs
 
 __all__ = ["Lab", "Model", "append_rows", "collect", "logits_fn"]
 
@@ -58,7 +58,12 @@ def _pgd_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
 
 @functools.lru_cache(maxsize=16)
 def _robust_fn(apply_fn: Callable, epsilon: float, steps: int) -> Callable:
-    suite = attacks.autoattack_like(epsilon, num_steps=steps, num_target_classes=3)
+    suite = attacks.autoattack_like(
+        epsilon,
+        num_steps=steps,
+        num_target_classes=3,
+        sub_batch_fractions=FEW_RUNS_SUB_BATCH_FRACTIONS,
+    )
 
     def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> jax.Array:
         return metrics.robust_accuracy(apply_fn, params, x, y, suite, key=key)["robust"]
