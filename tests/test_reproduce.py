@@ -170,6 +170,22 @@ def test_study_models_are_the_small_cnn_and_one_step_pgd_at_mixes_the_clean_loss
     study.check_study(s)
 
 
+def test_the_study_models_share_one_compiled_initialisation():
+    """The six models have one architecture, so one ``Model`` and one jitted ``init``; the
+    localisation model (its own width and β) gets its own."""
+    from jaxinterp.experiments.setup import model_from_config
+    from jaxinterp.experiments.train import _init_fn
+
+    s = study.study_config()
+    inits = {
+        id(_init_fn(model_from_config(study.model_config(s, name, 0), 10).init))
+        for name in study.MODELS
+    }
+    loc = model_from_config(study.model_config(s, "standard", 0, localisation=True), 10)
+    assert len(inits) == 1
+    assert id(_init_fn(loc.init)) not in inits
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
