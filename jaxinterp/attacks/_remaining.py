@@ -35,7 +35,7 @@ skips when nothing is left), the better choice for a program run on a few batche
 def check_fractions(value: Any, name: str = "sub_batch_fractions") -> tuple[int, ...]:
     """``value`` as a tuple of distinct integers ``d >= 1`` that contains ``1`` (the whole
     batch, which must be among the sizes: every example may still be left to do)."""
-    out = checks.sequence(name, value, lambda n, v: checks.integer(n, v), distinct=True)
+    out = checks.sequence(name, value, checks.integer, distinct=True)
     if 1 not in out:
         raise ValueError(f"{name} must contain 1 (the whole batch), got {out}")
     return out

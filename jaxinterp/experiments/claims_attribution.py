@@ -36,17 +36,12 @@ def _grad_margin(apply_fn: Callable, params: Any, z: jax.Array, y: jax.Array, t:
 
 
 @functools.lru_cache(maxsize=16)
-def _normals_fn(
-    apply_fn: Callable, cw_rounds: int, radius: float, epsilons: tuple[float, ...]
-) -> Callable:
+def _normals_fn(apply_fn: Callable, radius: float, search_kw: tuple) -> Callable:
     """``jit(fn)(params, x, y, key)``: the boundary point ``x'`` and the cosine of the true
     boundary normal ``∇(f_y − f_y')`` at ``x`` with the one at ``x'`` and at ``x + r·u``
-    (``u`` the unit direction to ``x'``, ``r = radius`` the same for every model)."""
-    search = attacks.boundary_search(
-        epsilons=epsilons,
-        cw_binary_search_steps=cw_rounds,
-        sub_batch_fractions=FEW_RUNS_SUB_BATCH_FRACTIONS,
-    )
+    (``u`` the unit direction to ``x'``, ``r = radius`` the same for every model);
+    ``search_kw`` is :func:`_boundary_search`'s keywords as sorted items (hashable)."""
+    search = attacks.boundary_search(**dict(search_kw))
 
     def fn(params: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         r = search(apply_fn, params, x, y, key=key)
@@ -229,13 +224,12 @@ def _measure_3(lab: Lab) -> Tables:
     x, _, _ = lab.xy()
     n = int(lab.protocol.get("boundary_examples", len(x)))
     radius = float(lab.protocol.get("boundary_radius", 1.0))
-    search = _boundary_search(lab)
-    rounds, ladder = search["cw_binary_search_steps"], search["epsilons"]
+    search_kw = tuple(sorted(_boundary_search(lab).items()))
 
     def measure(m: Model) -> dict[str, float]:
         xs = x[:n]
         pred = lab.predictions(m, xs)
-        fn, key = _normals_fn(m.apply_fn, rounds, radius, ladder), lab.key(m, "boundary")
+        fn, key = _normals_fn(m.apply_fn, radius, search_kw), lab.key(m, "boundary")
         r = lab.batched(lambda a, b: fn(m.params, a, b, key), xs, pred)
         ok = r["found"]
         return {
